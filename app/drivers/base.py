@@ -1,0 +1,80 @@
+"""The contract between the execution engine and the drivers that do a task's work."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What a driver needs to know about the agent it runs as."""
+
+    id: str
+    name: str
+    driver: str
+    endpoint: str | None = None
+    model: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriverJob:
+    """One attempt at one task, handed to a driver."""
+
+    session_id: str
+    task_id: str
+    task_key: str
+    attempt: int
+    title: str
+    description: str
+    agent: AgentSpec
+    workdir: str
+    timeout_seconds: float
+    command: str | None = None
+    prompt: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DriverResult:
+    """What a driver reports back; the engine persists it as the task's result."""
+
+    succeeded: bool
+    summary: str = ""
+    exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    error: str | None = None
+    retryable: bool = False
+    files_changed: list[str] = field(default_factory=list)
+    diff: list[dict[str, Any]] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+    driver_session_id: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict for storage in PostgreSQL."""
+        return {
+            "succeeded": self.succeeded,
+            "summary": self.summary,
+            "exit_code": self.exit_code,
+            "stdout_tail": self.stdout_tail,
+            "stderr_tail": self.stderr_tail,
+            "error": self.error,
+            "files_changed": list(self.files_changed),
+            "diff": list(self.diff),
+            "tokens": dict(self.tokens),
+            "cost": self.cost,
+            "driver_session_id": self.driver_session_id,
+        }
+
+
+class Driver(Protocol):
+    """A driver runs one job to the end, or until `cancel` is set, and never raises for task errors."""
+
+    name: str
+
+    def run(self, job: DriverJob, cancel: threading.Event) -> DriverResult: ...

@@ -1,0 +1,106 @@
+"""The `shell` driver: runs a task's command in its working directory, for deterministic steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+
+from .base import DriverJob, DriverResult
+
+logger = logging.getLogger(__name__)
+
+TAIL_BYTES = 4000
+
+
+def _tail(path: str) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - TAIL_BYTES))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(3)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _watch_cancel(
+    process: subprocess.Popen, cancel: threading.Event, done: threading.Event
+) -> None:
+    while not done.is_set():
+        if cancel.wait(0.1):
+            _kill_group(process)
+            return
+
+
+class ShellDriver:
+    """Run `job.command` with bash; exit code 0 is success, the output tails are kept."""
+
+    name = "shell"
+
+    def run(self, job: DriverJob, cancel: threading.Event) -> DriverResult:
+        """Run the command until it exits, times out or is cancelled."""
+        if not job.command:
+            return DriverResult(succeeded=False, error="The task has no command to run.")
+        workdir = job.workdir or os.getcwd()
+        os.makedirs(workdir, exist_ok=True)
+        env = {
+            **os.environ,
+            "ORCH_SESSION_ID": job.session_id,
+            "ORCH_TASK_ID": job.task_id,
+            "ORCH_TASK_KEY": job.task_key,
+            "ORCH_ATTEMPT": str(job.attempt),
+        }
+        with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
+            process = subprocess.Popen(
+                ["bash", "-c", job.command],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+            stopped = self._wait(process, job.timeout_seconds, cancel)
+            stdout, stderr = _tail(out.name), _tail(err.name)
+        code = process.returncode
+        if stopped:
+            error = f"Command {stopped}."
+        elif code != 0:
+            error = f"Command exited with code {code}."
+        else:
+            error = None
+        return DriverResult(
+            succeeded=error is None,
+            summary=stdout.strip().splitlines()[-1] if stdout.strip() else "",
+            exit_code=code,
+            stdout_tail=stdout,
+            stderr_tail=stderr,
+            error=error,
+            retryable=stopped is not None and stopped != "cancelled",
+        )
+
+    @staticmethod
+    def _wait(process: subprocess.Popen, timeout: float, cancel: threading.Event) -> str | None:
+        """Wait for the process; return why it was stopped, or None if it exited by itself."""
+        done = threading.Event()
+        watcher = threading.Thread(target=_watch_cancel, args=(process, cancel, done), daemon=True)
+        watcher.start()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return f"timed out after {timeout:g}s"
+        finally:
+            done.set()
+        return "cancelled" if cancel.is_set() else None

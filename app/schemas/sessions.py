@@ -1,0 +1,169 @@
+"""Schemas for sessions and their DAG."""
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from models.enums import (
+    AgentCapability,
+    DependencyType,
+    SessionPriority,
+    SessionStatus,
+    SessionType,
+    TaskStatus,
+)
+
+from .common import PageArgsSchema
+
+KEY = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", error="Use 1-100 letters, digits, _ . - characters."
+)
+
+
+class DependencySchema(Schema):
+    key = fields.String(required=True, validate=KEY)
+    type = fields.Enum(DependencyType, by_value=True, load_default=DependencyType.FINISH_TO_START)
+    required = fields.Boolean(load_default=True)
+
+
+class DependencyField(fields.Field):
+    """A dependency given as a task key, or as {key, type, required}."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = {"key": value}
+        if not isinstance(value, dict):
+            raise ValidationError("Give a task key or an object with a key.")
+        loaded = DependencySchema().load(value)
+        return {**loaded, "type": loaded["type"].value}
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class PriorityField(fields.Field):
+    """A priority given by name (critical … deferred) or number (0 … 4)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value.upper() in SessionPriority.__members__:
+            return SessionPriority[value.upper()].value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 4:
+            return value
+        raise ValidationError("Use critical, high, medium, low, deferred or 0-4.")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return SessionPriority(value).name.lower() if value is not None else None
+
+
+class TaskSpecSchema(Schema):
+    key = fields.String(required=True, validate=KEY)
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=20000))
+    command = fields.String(load_default=None, validate=validate.Length(min=1, max=20000))
+    required_capabilities = fields.List(
+        fields.Enum(AgentCapability, by_value=True), load_default=list
+    )
+    depends_on = fields.List(DependencyField(), load_default=list)
+    optional = fields.Boolean(load_default=False)
+    timeout_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86400))
+    max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
+    estimate_hours = fields.Float(load_default=None, validate=validate.Range(min=0))
+
+
+class DagSchema(Schema):
+    tasks = fields.List(
+        fields.Nested(TaskSpecSchema), required=True, validate=validate.Length(min=1, max=10000)
+    )
+
+
+class SessionCreateSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    prompt = fields.String(required=True, validate=validate.Length(min=1, max=100000))
+    description = fields.String(load_default="", validate=validate.Length(max=20000))
+    type = fields.Enum(SessionType, by_value=True, load_default=SessionType.EXECUTION)
+    priority = PriorityField(load_default=SessionPriority.MEDIUM.value)
+    parent_id = fields.String(load_default=None)
+    max_duration_seconds = fields.Integer(
+        load_default=3600, validate=validate.Range(min=60, max=86400)
+    )
+    tags = fields.List(fields.String(validate=validate.Length(max=100)), load_default=list)
+    metadata = fields.Dict(load_default=dict, attribute="meta", data_key="metadata")
+    agent_preferences = fields.Dict(load_default=dict)
+    created_by = fields.String(load_default=None, validate=validate.Length(max=200))
+    workdir = fields.String(load_default=None, validate=validate.Length(max=4000))
+    dag = fields.Nested(DagSchema, required=True)
+
+
+class TaskSchema(Schema):
+    id = fields.String()
+    key = fields.String()
+    title = fields.String()
+    description = fields.String()
+    command = fields.String(allow_none=True)
+    required_capabilities = fields.List(fields.String())
+    depends_on = fields.Method("_depends_on")
+    optional = fields.Boolean()
+    status = fields.Enum(TaskStatus, by_value=True)
+    attempt = fields.Integer()
+    max_attempts = fields.Integer()
+    executions = fields.Integer()
+    assigned_agent_id = fields.String(allow_none=True)
+    result = fields.Dict(allow_none=True)
+    error = fields.String(allow_none=True)
+    tokens = fields.Dict()
+    cost = fields.Float()
+    queued_at = fields.DateTime(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+    def _depends_on(self, task):
+        return [
+            {"key": dep.depends_on.key, "type": dep.type.value, "required": dep.required}
+            for dep in task.dependencies
+        ]
+
+
+class SessionSummarySchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    description = fields.String()
+    prompt = fields.String()
+    type = fields.Enum(SessionType, by_value=True)
+    priority = PriorityField()
+    status = fields.Enum(SessionStatus, by_value=True)
+    parent_id = fields.String(allow_none=True)
+    max_duration_seconds = fields.Integer()
+    tags = fields.List(fields.String())
+    metadata = fields.Dict(attribute="meta")
+    agent_preferences = fields.Dict()
+    created_by = fields.String(allow_none=True)
+    workdir = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    metrics = fields.Dict()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    progress = fields.Method("_progress")
+
+    def _progress(self, session):
+        counts: dict[str, int] = {}
+        for task in session.tasks:
+            counts[task.status.value] = counts.get(task.status.value, 0) + 1
+        return {"total": len(session.tasks), "by_status": counts}
+
+
+class SessionSchema(SessionSummarySchema):
+    tasks = fields.List(fields.Nested(TaskSchema))
+
+
+class SessionPageSchema(Schema):
+    items = fields.List(fields.Nested(SessionSummarySchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()
+
+
+class SessionQuerySchema(PageArgsSchema):
+    status = fields.Enum(SessionStatus, by_value=True)
+    type = fields.Enum(SessionType, by_value=True)
+    tag = fields.String()
+    parent_id = fields.String()

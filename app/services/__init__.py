@@ -1,0 +1,1 @@
+"""Business rules. Services take the DB session first, may flush, never commit."""

@@ -1,0 +1,125 @@
+"""Pure DAG logic on networkx: validate a submitted DAG, find what is ready, plan its execution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+
+class DagError(ValueError):
+    """A submitted DAG is invalid; `errors` maps field paths to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A dependency of `task` on `depends_on`."""
+
+    task: str
+    depends_on: str
+    type: str = "finish_to_start"
+    required: bool = True
+
+
+def normalize_dependency(raw: str | Mapping[str, Any]) -> tuple[str, str, bool]:
+    """Turn a dependency given as a key or as {key, type, required} into a tuple."""
+    if isinstance(raw, str):
+        return raw, "finish_to_start", True
+    return raw["key"], raw.get("type", "finish_to_start"), raw.get("required", True)
+
+
+def build_graph(tasks: list[Mapping[str, Any]]) -> nx.DiGraph:
+    """Validate tasks (unique keys, known dependencies, no cycle) and return the DAG.
+
+    Nodes are task keys; an edge u -> v means v depends on u.
+    """
+    errors: dict[str, list[str]] = {}
+    graph = nx.DiGraph()
+    for index, task in enumerate(tasks):
+        key = task["key"]
+        if key in graph:
+            errors.setdefault(f"dag.tasks.{index}.key", []).append(f"Duplicate task key '{key}'.")
+        graph.add_node(key)
+    for index, task in enumerate(tasks):
+        for position, raw in enumerate(task.get("depends_on") or []):
+            key, dep_type, required = normalize_dependency(raw)
+            field = f"dag.tasks.{index}.depends_on.{position}"
+            if key == task["key"]:
+                errors.setdefault(field, []).append(f"Task '{key}' cannot depend on itself.")
+            elif key not in graph:
+                errors.setdefault(field, []).append(f"Unknown task key '{key}'.")
+            else:
+                graph.add_edge(key, task["key"], type=dep_type, required=required)
+    if errors:
+        raise DagError(errors)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return graph
+    path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+    raise DagError({"dag.tasks": [f"Dependency cycle: {path}."]})
+
+
+def ready_tasks(
+    graph: nx.DiGraph, finished: Mapping[str, str], candidates: Iterable[str] | None = None
+) -> list[str]:
+    """Keys of unfinished tasks whose dependencies allow them to start now.
+
+    `finished` maps a finished task key to its status. A required finish_to_start dependency
+    must be completed; an optional one only has to be finished in any way.
+    """
+    result = []
+    for key in graph.nodes if candidates is None else candidates:
+        if key in finished:
+            continue
+        if all(_satisfied(graph.edges[pred, key], finished.get(pred)) for pred in graph.pred[key]):
+            result.append(key)
+    return result
+
+
+def _satisfied(edge: Mapping[str, Any], status: str | None) -> bool:
+    if status is None:
+        return False
+    return status == "completed" or not edge.get("required", True)
+
+
+def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) -> bool:
+    """True when a required predecessor ended without completing, so `key` can never run."""
+    return any(
+        graph.edges[pred, key].get("required", True)
+        and finished.get(pred) not in (None, "completed")
+        for pred in graph.pred[key]
+    )
+
+
+def critical_path(graph: nx.DiGraph, durations: Mapping[str, float]) -> tuple[list[str], float]:
+    """The longest path by task duration, and its length."""
+    finish: dict[str, float] = {}
+    best_pred: dict[str, str | None] = {}
+    for key in nx.topological_sort(graph):
+        start, parent = 0.0, None
+        for pred in graph.pred[key]:
+            if finish[pred] > start:
+                start, parent = finish[pred], pred
+        finish[key] = start + durations.get(key, 1.0)
+        best_pred[key] = parent
+    if not finish:
+        return [], 0.0
+    node: str | None = max(finish, key=finish.__getitem__)
+    length = finish[node]
+    path = []
+    while node is not None:
+        path.append(node)
+        node = best_pred[node]
+    return path[::-1], length
+
+
+def levels(graph: nx.DiGraph) -> list[list[str]]:
+    """Topological generations: tasks of one level have no dependency among them."""
+    return [sorted(generation) for generation in nx.topological_generations(graph)]

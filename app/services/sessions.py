@@ -1,0 +1,186 @@
+"""Sessions: create one with its DAG in one transaction, start it, find and list them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import selectinload
+
+from models import Session, SessionTask, TaskDependency
+from models.base import new_id
+from models.enums import DependencyType, SessionStatus
+
+from . import dags
+from .agents import missing_capabilities
+from .errors import NotFound, ValidationFailed
+from .events import record_event
+
+logger = logging.getLogger(__name__)
+
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    """A stable hash of a request body, to tell a retried request from a different one."""
+    canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_by_idempotency_key(db: DbSession, key: str, fingerprint: str) -> Session | None:
+    """The session created earlier with this key; 422 if that request had another body."""
+    session = db.scalar(select(Session).where(Session.idempotency_key == key))
+    if session is not None and session.request_hash != fingerprint:
+        raise ValidationFailed(
+            "This Idempotency-Key was already used with a different request body.",
+            {"Idempotency-Key": ["Already used with a different request body."]},
+        )
+    return session
+
+
+def create_session(
+    db: DbSession,
+    data: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[Session, bool]:
+    """Validate and persist a session with its DAG; return (session, created).
+
+    With an idempotency key, a repeated request returns the session made the first time.
+    """
+    if idempotency_key:
+        existing = find_by_idempotency_key(db, idempotency_key, fingerprint or "")
+        if existing is not None:
+            return existing, False
+    data = dict(data)
+    task_specs = data.pop("dag")["tasks"]
+    try:
+        graph = dags.build_graph(task_specs)
+    except dags.DagError as error:
+        raise ValidationFailed("The DAG is invalid.", error.errors) from error
+    _check_parent(db, data.get("parent_id"))
+    _check_capabilities(db, task_specs)
+    session = Session(
+        **data, id=new_id(), idempotency_key=idempotency_key, request_hash=fingerprint
+    )
+    db.add(session)
+    _add_tasks(db, session, task_specs, graph)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        db.expunge_all()
+        existing = find_by_idempotency_key(db, idempotency_key, fingerprint or "")
+        if existing is None:
+            raise
+        return existing, False
+    record_event(db, session.id, "session.created", title=session.title, tasks=len(task_specs))
+    return session, True
+
+
+def _check_parent(db: DbSession, parent_id: str | None) -> None:
+    if parent_id and db.get(Session, parent_id) is None:
+        raise ValidationFailed(
+            "The parent session does not exist.",
+            {"parent_id": [f"Unknown session {parent_id}."]},
+        )
+
+
+def _check_capabilities(db: DbSession, task_specs: list[dict[str, Any]]) -> None:
+    required = [
+        [capability.value for capability in spec["required_capabilities"]]
+        for spec in task_specs
+        if spec["required_capabilities"]
+    ]
+    missing = missing_capabilities(db, required)
+    if missing:
+        raise ValidationFailed(
+            "No registered agent has the capabilities some tasks require.",
+            {"dag.tasks.required_capabilities": [f"No agent has: {m}." for m in missing]},
+        )
+
+
+def _add_tasks(db: DbSession, session: Session, specs: list[dict[str, Any]], graph) -> None:
+    by_key: dict[str, SessionTask] = {}
+    for position, spec in enumerate(specs):
+        task = SessionTask(
+            key=spec["key"],
+            position=position,
+            title=spec.get("title") or spec["key"],
+            description=spec["description"],
+            command=spec["command"],
+            required_capabilities=[c.value for c in spec["required_capabilities"]],
+            optional=spec["optional"],
+            timeout_seconds=spec["timeout_seconds"],
+            max_attempts=spec["max_attempts"],
+            estimate_hours=spec["estimate_hours"],
+        )
+        session.tasks.append(task)
+        by_key[task.key] = task
+    for predecessor, successor, edge in graph.edges(data=True):
+        by_key[successor].dependencies.append(
+            TaskDependency(
+                session_id=session.id,
+                depends_on=by_key[predecessor],
+                type=DependencyType(edge["type"]),
+                required=edge["required"],
+            )
+        )
+
+
+def start_session(db: DbSession, session: Session) -> None:
+    """Mark a pending session queued; the caller enqueues its launch after commit."""
+    session.transition_to(SessionStatus.QUEUED)
+    record_event(db, session.id, "session.queued", priority=session.priority)
+
+
+def get_session(db: DbSession, session_id: str) -> Session:
+    """The session with its tasks and their dependencies, or NotFound."""
+    session = db.scalar(
+        select(Session)
+        .where(Session.id == session_id)
+        .options(
+            selectinload(Session.tasks)
+            .selectinload(SessionTask.dependencies)
+            .selectinload(TaskDependency.depends_on)
+        )
+    )
+    if session is None:
+        raise NotFound(f"Session {session_id} not found.")
+    return session
+
+
+def list_sessions(
+    db: DbSession,
+    *,
+    page: int = 1,
+    page_size: int = 20,
+    status: SessionStatus | None = None,
+    type=None,
+    tag: str | None = None,
+    parent_id: str | None = None,
+) -> tuple[list[Session], int]:
+    """One page of sessions, newest first, and the total count for the filters."""
+    query = select(Session)
+    if status:
+        query = query.where(Session.status == status)
+    if type:
+        query = query.where(Session.type == type)
+    if tag:
+        query = query.where(Session.tags.contains([tag]))
+    if parent_id:
+        query = query.where(Session.parent_id == parent_id)
+    total = db.scalar(select(func.count()).select_from(query.subquery()))
+    items = db.scalars(
+        query.options(selectinload(Session.tasks))
+        .order_by(Session.created_at.desc(), Session.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    return list(items), total

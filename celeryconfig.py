@@ -1,0 +1,44 @@
+"""Celery settings (lowercase names); broker and backend URLs come from the app config."""
+
+from kombu import Queue
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# At-least-once delivery: ack after the task ran, requeue when the worker process dies.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_track_started = True
+
+# Agent tasks wait minutes on I/O; a lost worker is detected by PostgreSQL state and the
+# reconciler, so the broker's own redelivery only needs to be a late safety net.
+broker_transport_options = {
+    "visibility_timeout": 6 * 3600,
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+result_expires = 7 * 24 * 3600
+broker_connection_retry_on_startup = True
+
+task_default_queue = "control"
+task_queues = (Queue("control"), Queue("agents"))
+task_routes = {
+    "sessions.run_task": {"queue": "agents"},
+    "sessions.launch": {"queue": "control"},
+}
+task_default_priority = 2
+
+task_soft_time_limit = 24 * 3600
+task_time_limit = 24 * 3600 + 60
+
+# Flower and monitoring.
+worker_send_task_events = True
+task_send_sent_event = True
+
+beat_schedule: dict = {}
