@@ -20,6 +20,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_config(overrides))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db.init(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
+    app.teardown_request(lambda _exc: db.session.remove())
     app.teardown_appcontext(lambda _exc: db.session.remove())
     celery_init_app(app)
     api = Api(app)

@@ -112,8 +112,8 @@ class EventStream:
                 reason = f"GET /event: HTTP {response.status}"
                 return
             self._read(response)
-        except (OSError, http.client.HTTPException) as exc:
-            reason = f"GET /event: {exc or type(exc).__name__}"
+        except Exception as exc:  # OSError, HTTPException, or http.client tripping over close()
+            reason = f"GET /event: {type(exc).__name__}: {exc}"
         finally:
             if self._closing.is_set():
                 reason = "closed by us"

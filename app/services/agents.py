@@ -77,7 +77,7 @@ def agent_loads(db: DbSession) -> dict[str, int]:
         .where(SessionTask.status.in_(BUSY_STATUSES), SessionTask.assigned_agent_id.is_not(None))
         .group_by(SessionTask.assigned_agent_id)
     )
-    return dict(rows.tuples().all())
+    return {agent_id: count for agent_id, count in rows}
 
 
 def choose_agent(db: DbSession, required: Iterable[str]) -> Agent | None:

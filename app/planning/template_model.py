@@ -1,0 +1,54 @@
+"""The shape of a plan template: its steps, their base estimates and their dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.planning.capabilities import AgentCapability
+from app.planning.graph import DependencyType
+
+Hours = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class After:
+    """A dependency of a template step on an earlier step."""
+
+    key: str
+    type: DependencyType = DependencyType.FINISH_TO_START
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task of a template, with its base estimate for an average-sized request."""
+
+    key: str
+    title: str
+    phase: str
+    capabilities: tuple[AgentCapability, ...]
+    base_hours: Hours
+    instruction: str
+    after: tuple[After, ...] = ()
+    optional: bool = False
+    split: str = "parts"
+    per_component: bool = False
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named sequence of steps; `build` is the step that keyword rules and components act on."""
+
+    name: str
+    keywords: dict[str, int]
+    steps: tuple[Step, ...]
+    build: str
+    lead_verbs: frozenset[str] = field(default_factory=frozenset)
+    requires_any: frozenset[str] = field(default_factory=frozenset)
+    design: str | None = None
+    deploy: str | None = None
+
+    @property
+    def final(self) -> str:
+        """The key of the step that closes the plan."""
+        return self.steps[-1].key

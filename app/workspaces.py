@@ -1,0 +1,253 @@
+"""Git worktrees as task workspaces: one branch and one working tree per task, merged at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "orch"
+DEFAULT_ROOT = Path(".orchestrator") / "worktrees"
+LOCK_NAME = "orchestrator-worktrees.lock"
+FALLBACK_IDENTITY = ("Orchestrator", "orchestrator@localhost")
+GIT_TIMEOUT = 120
+
+_locks_guard = threading.Lock()
+_process_locks: dict[str, threading.Lock] = {}
+
+
+class WorkspaceError(RuntimeError):
+    """A git operation on a workspace failed."""
+
+
+class MergeConflict(WorkspaceError):
+    """Merging `branch` into `target` conflicted on `files`; the merge was aborted."""
+
+    def __init__(self, branch: str, target: str, files: list[str], merged: list[str]) -> None:
+        super().__init__(f"merging {branch} into {target} conflicts in: {', '.join(files) or '?'}")
+        self.branch = branch
+        self.target = target
+        self.files = files
+        self.merged = merged
+
+
+def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one git command in `cwd`; raise WorkspaceError with its stderr when it fails."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT
+    )
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {detail}")
+    return result
+
+
+def _slug(value: str) -> str:
+    """A string safe as one component of both a path and a git ref name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-")
+    slug = re.sub(r"\.{2,}", ".", slug).removesuffix(".lock")
+    return slug or "x"
+
+
+def branch_name(session_id: str, task_key: str) -> str:
+    """The task branch: orch/<session>/<task>."""
+    return f"{BRANCH_PREFIX}/{_slug(session_id)}/{_slug(task_key)}"
+
+
+def _identity_args(cwd: Path) -> list[str]:
+    """`-c user.*` fallbacks, only when git has no identity configured for `cwd`."""
+    args: list[str] = []
+    for key, fallback in zip(("user.name", "user.email"), FALLBACK_IDENTITY, strict=True):
+        if not git(cwd, "config", "--get", key, check=False).stdout.strip():
+            args += ["-c", f"{key}={fallback}"]
+    return args
+
+
+@contextlib.contextmanager
+def repository_lock(repo: str | os.PathLike[str]) -> Iterator[None]:
+    """Serialize worktree changes on one repository across threads (a lock) and processes (flock)."""
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+    key = str(common.resolve())
+    with _locks_guard:
+        local = _process_locks.setdefault(key, threading.Lock())
+    with local, open(common / LOCK_NAME, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_repository(path: str | os.PathLike[str]) -> Path:
+    """Make `path` the top of a git repository with at least one commit; return it."""
+    repo = Path(path).resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    top = git(repo, "rev-parse", "--show-toplevel", check=False).stdout.strip()
+    if not top or Path(top).resolve() != repo:
+        git(repo, "init", "-q", "-b", "main")
+        logger.info("workspace_repo_initialised repo=%s", repo)
+    with repository_lock(repo):
+        if git(repo, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode != 0:
+            _exclude(repo, f"/{DEFAULT_ROOT.parts[0]}/")
+            git(repo, "add", "-A")
+            identity = _identity_args(repo)
+            git(repo, *identity, "commit", "-q", "--allow-empty", "-m", "Initial commit")
+    return repo
+
+
+def _exclude(repo: Path, pattern: str) -> None:
+    """Add `pattern` to the repository's info/exclude (never to a tracked .gitignore)."""
+    info = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()) / "info"
+    info.mkdir(exist_ok=True)
+    exclude = info / "exclude"
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if pattern not in lines:
+        with exclude.open("a") as handle:
+            handle.write(("\n" if lines and lines[-1] else "") + pattern + "\n")
+
+
+def _worktrees(repo: Path) -> list[dict[str, str]]:
+    """`git worktree list --porcelain` as a list of {worktree, HEAD, branch, ...} dicts."""
+    entries: list[dict[str, str]] = []
+    for block in git(repo, "worktree", "list", "--porcelain").stdout.strip().split("\n\n"):
+        entry: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            entry[key] = value
+        if entry:
+            entries.append(entry)
+    return entries
+
+
+def worktree_path(repo: Path, session_id: str, task_key: str, root: Path | None = None) -> Path:
+    """Where a task's worktree lives: under <repo>/.orchestrator/worktrees, or under `root`."""
+    if root is None:
+        return repo / DEFAULT_ROOT / _slug(session_id) / _slug(task_key)
+    repo_id = f"{_slug(repo.name)}-{hashlib.sha1(str(repo).encode()).hexdigest()[:8]}"
+    return Path(root).resolve() / repo_id / _slug(session_id) / _slug(task_key)
+
+
+def create_worktree(
+    repo: str | os.PathLike[str],
+    session_id: str,
+    task_key: str,
+    *,
+    base: str = "HEAD",
+    root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Check out branch orch/<session>/<task> in its own worktree; return the existing one if any."""
+    repo_path = Path(repo).resolve()
+    branch = branch_name(session_id, task_key)
+    path = worktree_path(repo_path, session_id, task_key, Path(root) if root else None)
+    with repository_lock(repo_path):
+        git(repo_path, "worktree", "prune")
+        for entry in _worktrees(repo_path):
+            if entry.get("branch") == f"refs/heads/{branch}":
+                return Path(entry["worktree"])
+            if Path(entry["worktree"]) == path:
+                raise WorkspaceError(f"{path} is already a worktree of {entry.get('branch')}")
+        if path.exists() and any(path.iterdir()):
+            raise WorkspaceError(f"{path} exists and is not a worktree of {repo_path}")
+        if root is None:
+            _exclude(repo_path, f"/{DEFAULT_ROOT.parts[0]}/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        exists = git(repo_path, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
+        if exists.returncode == 0:
+            git(repo_path, "worktree", "add", "-q", str(path), branch)
+        else:
+            git(repo_path, "worktree", "add", "-q", "-b", branch, str(path), base)
+    logger.info("workspace_created session_id=%s task=%s branch=%s path=%s", session_id, task_key, branch, path)
+    return path
+
+
+def commit_all(worktree: str | os.PathLike[str], message: str) -> str | None:
+    """Stage and commit everything in `worktree`; return the new commit, or None if nothing changed."""
+    path = Path(worktree)
+    git(path, "add", "-A")
+    if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
+        return None
+    git(path, *_identity_args(path), "commit", "-q", "--no-verify", "-m", message)
+    return git(path, "rev-parse", "HEAD").stdout.strip()
+
+
+def merge_branches(
+    repo: str | os.PathLike[str],
+    branches: list[str],
+    target_branch: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+) -> str:
+    """Merge `branches` in order into `target_branch`; return its new head.
+
+    On a conflict the merge in progress is aborted and MergeConflict raised; branches merged
+    before it stay merged (listed in `MergeConflict.merged`).
+    """
+    repo_path = Path(repo).resolve()
+    with repository_lock(repo_path):
+        checked_out = {e.get("branch"): Path(e["worktree"]) for e in _worktrees(repo_path)}
+        place = checked_out.get(f"refs/heads/{target_branch}")
+        temporary = place is None
+        if temporary:
+            parent = Path(root).resolve() if root else repo_path / DEFAULT_ROOT
+            place = parent / f"_merge-{_slug(target_branch)}-{os.getpid()}"
+            exists = git(repo_path, "rev-parse", "--verify", "-q", f"refs/heads/{target_branch}", check=False)
+            new = [] if exists.returncode == 0 else ["-b", target_branch]
+            target_ref = [target_branch] if exists.returncode == 0 else ["HEAD"]
+            git(repo_path, "worktree", "add", "-q", *new, str(place), *target_ref)
+        elif git(place, "status", "--porcelain", "--untracked-files=no").stdout.strip():
+            raise WorkspaceError(f"{target_branch} is checked out at {place} with uncommitted changes")
+        try:
+            return _merge_in(place, branches, target_branch)
+        finally:
+            if temporary:
+                git(repo_path, "worktree", "remove", "--force", str(place), check=False)
+
+
+def _merge_in(place: Path, branches: list[str], target_branch: str) -> str:
+    identity = _identity_args(place)
+    merged: list[str] = []
+    for branch in branches:
+        message = f"Merge {branch} into {target_branch}"
+        result = git(place, *identity, "merge", "--no-ff", "--no-edit", "-m", message, branch, check=False)
+        if result.returncode != 0:
+            files = git(place, "diff", "--name-only", "--diff-filter=U", check=False).stdout.split()
+            git(place, "merge", "--abort", check=False)
+            if not files:
+                raise WorkspaceError(f"merging {branch} failed: {(result.stderr or result.stdout).strip()}")
+            logger.warning("workspace_merge_conflict branch=%s target=%s files=%s", branch, target_branch, files)
+            raise MergeConflict(branch, target_branch, files, merged)
+        merged.append(branch)
+    return git(place, "rev-parse", "HEAD").stdout.strip()
+
+
+def remove_worktrees(
+    repo: str | os.PathLike[str], session_id: str, *, root: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Remove every worktree and branch of a session; return the branches deleted."""
+    repo_path = Path(repo).resolve()
+    prefix = f"refs/heads/{BRANCH_PREFIX}/{_slug(session_id)}/"
+    with repository_lock(repo_path):
+        for entry in _worktrees(repo_path):
+            if entry.get("branch", "").startswith(prefix):
+                git(repo_path, "worktree", "remove", "--force", entry["worktree"], check=False)
+                shutil.rmtree(entry["worktree"], ignore_errors=True)
+        git(repo_path, "worktree", "prune")
+        refs = git(repo_path, "for-each-ref", "--format=%(refname:short)", prefix).stdout.split()
+        if refs:
+            git(repo_path, "branch", "-D", *refs)
+        session_dir = worktree_path(repo_path, session_id, "x", Path(root) if root else None).parent
+        if session_dir.is_dir() and not any(session_dir.iterdir()):
+            session_dir.rmdir()
+    logger.info("workspace_removed session_id=%s branches=%d", session_id, len(refs))
+    return refs

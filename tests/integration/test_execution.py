@@ -1,0 +1,198 @@
+"""The execution engine's steps on a real PostgreSQL: launch, claim, outcome, joins, fencing."""
+
+import threading
+
+import pytest
+from sqlalchemy.orm import Session as DbSession
+
+from app.drivers.base import DriverResult
+from app.extensions import db as database
+from app.services import agents, execution, sessions
+from models import Checkpoint, Session, SessionEvent, SessionTask
+from models.enums import AgentCapability, SessionStatus, TaskStatus
+
+OK = DriverResult(succeeded=True, summary="done")
+
+
+def make_session(db, tasks, agent_caps=("code_generation",)):
+    agents.register_agent(
+        db,
+        name="runner",
+        type="implementer",
+        driver="shell",
+        capabilities=list(agent_caps),
+        capacity=8,
+    )
+    specs = [
+        {
+            "key": key,
+            "description": "",
+            "command": "true",
+            "required_capabilities": [AgentCapability(c) for c in caps],
+            "depends_on": deps,
+            "optional": optional,
+            "timeout_seconds": 60,
+            "max_attempts": 2,
+            "estimate_hours": None,
+        }
+        for key, deps, caps, optional in tasks
+    ]
+    data = {"title": "t", "prompt": "p", "dag": {"tasks": specs}}
+    session, _ = sessions.create_session(db, data)
+    sessions.start_session(db, session)
+    db.commit()
+    return session
+
+
+def task_ids(db, session):
+    return {t.key: t.id for t in db.query(SessionTask).filter_by(session_id=session.id)}
+
+
+def keys_of(db, session, runs):
+    by_id = {v: k for k, v in task_ids(db, session).items()}
+    return [[by_id[i] for i in run] for run in runs]
+
+
+def run_one(db, session_id, task_id, epoch, outcome=OK):
+    job = execution.claim(db, session_id, task_id, epoch)
+    assert job is not None
+    db.commit()
+    dispatch = execution.record_outcome(db, job, epoch, outcome, 0.01)
+    db.commit()
+    return dispatch
+
+
+def test_launch_dispatches_roots_as_chains_and_bumps_the_epoch(db):
+    session = make_session(
+        db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False), ("j", ["b", "c"], [], False)]
+    )
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    assert dispatch.epoch == 1
+    assert keys_of(db, session, dispatch.runs) == [["a", "b"], ["c"]]
+    db.refresh(session)
+    assert session.status is SessionStatus.RUNNING
+
+
+def test_a_task_runs_once_per_epoch_and_stale_messages_are_no_ops(db):
+    session = make_session(db, [("a", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    job = execution.claim(db, session.id, task_id, dispatch.epoch)
+    db.commit()
+    assert job is not None and job.attempt == 1
+    assert execution.claim(db, session.id, task_id, dispatch.epoch) is None
+    assert execution.claim(db, session.id, task_id, dispatch.epoch - 1) is None
+    assert execution.record_outcome(db, job, dispatch.epoch, OK, 0.1) is not None
+    db.commit()
+    stale = execution.record_outcome(db, job, dispatch.epoch, OK, 0.1)
+    db.commit()
+    assert stale is None
+    task = db.get(SessionTask, task_id)
+    db.refresh(task)
+    assert task.status is TaskStatus.COMPLETED and task.executions == 1
+    assert db.query(Checkpoint).filter_by(session_id=session.id).count() == 1
+    assert db.query(SessionEvent).filter_by(type="task.outcome_rejected").count() == 1
+    db.refresh(session)
+    assert session.status is SessionStatus.COMPLETED
+
+
+def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, db):
+    session = make_session(db, [("a", [], [], False), ("b", [], [], False), ("j", ["a", "b"], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    jobs = {}
+    for key in ("a", "b"):
+        jobs[key] = execution.claim(db, session.id, ids[key], dispatch.epoch)
+        db.commit()
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def finish(key):
+        with DbSession(bind=database.engine) as own:
+            barrier.wait()
+            results[key] = execution.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1)
+            own.commit()
+
+    threads = [threading.Thread(target=finish, args=(key,)) for key in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    dispatched = [run for result in results.values() for run in result.runs]
+    assert dispatched == [[ids["j"]]]
+
+
+def test_failure_skips_dependents_and_fails_the_session(db):
+    session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    run_one(db, session.id, ids["a"], dispatch.epoch, DriverResult(succeeded=False, error="boom"))
+    run_one(db, session.id, ids["c"], dispatch.epoch)
+    db.refresh(session)
+    statuses = {t.key: t.status for t in db.query(SessionTask).filter_by(session_id=session.id)}
+    db.expire_all()
+    assert statuses == {"a": TaskStatus.FAILED, "b": TaskStatus.SKIPPED, "c": TaskStatus.COMPLETED}
+    assert session.status is SessionStatus.FAILED
+    assert "a" in session.error
+
+
+def test_optional_failure_gives_partially_completed(db):
+    session = make_session(db, [("a", [], [], True), ("b", [{"key": "a", "required": False}], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    follow = run_one(db, session.id, ids["a"], dispatch.epoch, DriverResult(succeeded=False, error="x"))
+    assert follow is None or follow.runs == []  # b was chained behind a
+    run_one(db, session.id, ids["b"], dispatch.epoch)
+    db.refresh(session)
+    assert session.status is SessionStatus.PARTIALLY_COMPLETED
+
+
+def test_retryable_failure_is_retried_until_attempts_run_out(db):
+    session = make_session(db, [("a", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    flaky = DriverResult(succeeded=False, error="timed out", retryable=True)
+    retry = run_one(db, session.id, task_id, dispatch.epoch, flaky)
+    assert retry.retry_in is not None and retry.retry_in > 0
+    final = run_one(db, session.id, task_id, dispatch.epoch, flaky)
+    assert final.retry_in is None
+    task = db.get(SessionTask, task_id)
+    db.refresh(task)
+    assert (task.status, task.attempt) == (TaskStatus.FAILED, 2)
+
+
+def test_claim_without_a_capable_agent_blocks_the_task_with_the_reason(db):
+    session = make_session(db, [("a", [], ["code_generation"], False)])
+    dispatch = execution.launch(db, session.id)
+    db.query(SessionTask).filter_by(session_id=session.id).one()
+    from models import Agent
+
+    db.query(Agent).update({"maintenance": True})
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    assert execution.claim(db, session.id, task_id, dispatch.epoch) is None
+    db.commit()
+    task = db.get(SessionTask, task_id)
+    db.refresh(task)
+    assert task.status is TaskStatus.BLOCKED
+    assert "code_generation" in task.error
+
+
+def test_launch_of_a_finished_session_does_nothing(db):
+    session = make_session(db, [("a", [], [], False)])
+    db.get(Session, session.id).status = SessionStatus.CANCELLED
+    db.commit()
+    assert execution.launch(db, session.id) is None
+
+
+def test_launch_of_an_unknown_session_is_not_found(db):
+    from app.services.errors import NotFound
+
+    with pytest.raises(NotFound):
+        execution.launch(db, "missing")
