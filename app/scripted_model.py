@@ -1,4 +1,4 @@
-"""A scripted stand-in for an OpenAI-compatible model server: it follows directives, it does not think.
+"""A scripted stand-in for an OpenAI-compatible model server: it follows directives, never thinks.
 
 This is not a model. It serves ``GET /v1/models`` and ``POST /v1/chat/completions`` so that a real
 ``opencode serve`` can run turns offline and deterministically. The last user message picks the
@@ -17,8 +17,9 @@ Any other text is echoed. After the last tool directive the reply is a short fin
 Streaming requests always get SSE (a plain JSON body makes OpenCode loop forever). Title
 requests (no tools, a "title generator" system prompt) get a short title. Usage figures are
 computed from text lengths. ``GET /_stats`` counts requests per script; ``POST /_control`` with
-``{"fail_next": N, "status": C, "retry_after_ms": M}`` fails the next N requests, ``{"reset": true}``
-clears counters. Stdlib only; run it with ``python -m app.scripted_model --port N``.
+``{"fail_next": N, "status": C, "retry_after_ms": M}`` fails the next N requests, and
+``{"reset": true}`` clears counters. Stdlib only; run it with
+``python -m app.scripted_model --port N``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,11 @@ class ScriptedModelState:
         with self.lock:
             self.requests += 1
             self.stats[script] = self.stats.get(script, 0) + 1
+
+    def tick(self, name: str) -> None:
+        """Count a non-request happening, such as one chunk of a slow stream."""
+        with self.lock:
+            self.stats[name] = self.stats.get(name, 0) + 1
 
     def take_injected_failure(self) -> tuple[int, int | None] | None:
         """The (status, retry-after ms) of an injected failure, if one is pending."""
@@ -280,6 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
                 deadline = time.monotonic() + slow_seconds
                 while time.monotonic() < deadline:
                     self._chunk(envelope, {"content": text})
+                    self.server.state.tick("SLOW_CHUNK")
                     time.sleep(0.2)
             else:
                 for start in range(0, len(text), 40):

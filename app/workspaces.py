@@ -41,7 +41,9 @@ class MergeConflict(WorkspaceError):
         self.merged = merged
 
 
-def git(cwd: str | os.PathLike[str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(
+    cwd: str | os.PathLike[str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run one git command in `cwd`; raise WorkspaceError with its stderr when it fails."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     result = subprocess.run(
@@ -76,8 +78,10 @@ def _identity_args(cwd: Path) -> list[str]:
 
 @contextlib.contextmanager
 def repository_lock(repo: str | os.PathLike[str]) -> Iterator[None]:
-    """Serialize worktree changes on one repository across threads (a lock) and processes (flock)."""
-    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+    """Serialize worktree changes on a repository across threads (a lock) and processes (flock)."""
+    common = Path(
+        git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
+    )
     key = str(common.resolve())
     with _locks_guard:
         local = _process_locks.setdefault(key, threading.Lock())
@@ -108,7 +112,10 @@ def ensure_repository(path: str | os.PathLike[str]) -> Path:
 
 def _exclude(repo: Path, pattern: str) -> None:
     """Add `pattern` to the repository's info/exclude (never to a tracked .gitignore)."""
-    info = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()) / "info"
+    info = (
+        Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
+        / "info"
+    )
     info.mkdir(exist_ok=True)
     exclude = info / "exclude"
     lines = exclude.read_text().splitlines() if exclude.exists() else []
@@ -146,7 +153,7 @@ def create_worktree(
     base: str = "HEAD",
     root: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Check out branch orch/<session>/<task> in its own worktree; return the existing one if any."""
+    """Check out branch orch/<session>/<task> in its own worktree; reuse the existing one."""
     repo_path = Path(repo).resolve()
     branch = branch_name(session_id, task_key)
     path = worktree_path(repo_path, session_id, task_key, Path(root) if root else None)
@@ -167,12 +174,18 @@ def create_worktree(
             git(repo_path, "worktree", "add", "-q", str(path), branch)
         else:
             git(repo_path, "worktree", "add", "-q", "-b", branch, str(path), base)
-    logger.info("workspace_created session_id=%s task=%s branch=%s path=%s", session_id, task_key, branch, path)
+    logger.info(
+        "workspace_created session_id=%s task=%s branch=%s path=%s",
+        session_id,
+        task_key,
+        branch,
+        path,
+    )
     return path
 
 
 def commit_all(worktree: str | os.PathLike[str], message: str) -> str | None:
-    """Stage and commit everything in `worktree`; return the new commit, or None if nothing changed."""
+    """Stage and commit everything in `worktree`; return the commit, or None if nothing changed."""
     path = Path(worktree)
     git(path, "add", "-A")
     if git(path, "diff", "--cached", "--quiet", check=False).returncode == 0:
@@ -201,12 +214,16 @@ def merge_branches(
         if temporary:
             parent = Path(root).resolve() if root else repo_path / DEFAULT_ROOT
             place = parent / f"_merge-{_slug(target_branch)}-{os.getpid()}"
-            exists = git(repo_path, "rev-parse", "--verify", "-q", f"refs/heads/{target_branch}", check=False)
+            exists = git(
+                repo_path, "rev-parse", "--verify", "-q", f"refs/heads/{target_branch}", check=False
+            )
             new = [] if exists.returncode == 0 else ["-b", target_branch]
             target_ref = [target_branch] if exists.returncode == 0 else ["HEAD"]
             git(repo_path, "worktree", "add", "-q", *new, str(place), *target_ref)
         elif git(place, "status", "--porcelain", "--untracked-files=no").stdout.strip():
-            raise WorkspaceError(f"{target_branch} is checked out at {place} with uncommitted changes")
+            raise WorkspaceError(
+                f"{target_branch} is checked out at {place} with uncommitted changes"
+            )
         try:
             return _merge_in(place, branches, target_branch)
         finally:
@@ -219,13 +236,22 @@ def _merge_in(place: Path, branches: list[str], target_branch: str) -> str:
     merged: list[str] = []
     for branch in branches:
         message = f"Merge {branch} into {target_branch}"
-        result = git(place, *identity, "merge", "--no-ff", "--no-edit", "-m", message, branch, check=False)
+        result = git(
+            place, *identity, "merge", "--no-ff", "--no-edit", "-m", message, branch, check=False
+        )
         if result.returncode != 0:
             files = git(place, "diff", "--name-only", "--diff-filter=U", check=False).stdout.split()
             git(place, "merge", "--abort", check=False)
             if not files:
-                raise WorkspaceError(f"merging {branch} failed: {(result.stderr or result.stdout).strip()}")
-            logger.warning("workspace_merge_conflict branch=%s target=%s files=%s", branch, target_branch, files)
+                raise WorkspaceError(
+                    f"merging {branch} failed: {(result.stderr or result.stdout).strip()}"
+                )
+            logger.warning(
+                "workspace_merge_conflict branch=%s target=%s files=%s",
+                branch,
+                target_branch,
+                files,
+            )
             raise MergeConflict(branch, target_branch, files, merged)
         merged.append(branch)
     return git(place, "rev-parse", "HEAD").stdout.strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import request
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from kombu.exceptions import OperationalError
@@ -66,7 +66,11 @@ class Sessions(MethodView):
         fingerprint = session_service.request_fingerprint(request.get_json()) if key else None
         with db.session.begin():
             session, created = session_service.create_session(
-                db.session, data, idempotency_key=key, fingerprint=fingerprint
+                db.session,
+                data,
+                idempotency_key=key,
+                fingerprint=fingerprint,
+                workspace_root=current_app.config["WORKSPACE_ROOT"],
             )
             if created:
                 session_service.start_session(db.session, session)

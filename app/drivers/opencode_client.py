@@ -1,4 +1,4 @@
-"""HTTP client for one `opencode serve` (v1 API): timeouts, retries and a circuit breaker per server."""
+"""HTTP client for `opencode serve` (v1 API): timeouts, retries, a circuit breaker per server."""
 
 from __future__ import annotations
 
@@ -68,6 +68,9 @@ class OpenCodeClient:
         self.retry_max_wait = retry_max_wait
         self._auth = (username or "opencode", password) if password else None
         self._http = requests.Session()
+        # Reach the server directly: no proxy or .netrc lookups from the environment (a localhost
+        # server behind an HTTP_PROXY without NO_PROXY would break), and 0.5 ms less per call.
+        self._http.trust_env = False
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -176,16 +179,22 @@ class OpenCodeClient:
         except requests.ConnectionError as exc:
             reason = getattr(exc.args[0], "reason", None) if exc.args else None
             sent = not isinstance(reason, ConnectTimeoutError)
-            raise OpenCodeUnavailable(f"{method} {path}: cannot connect: {reason or exc}", sent=sent) from exc
+            raise OpenCodeUnavailable(
+                f"{method} {path}: cannot connect: {reason or exc}", sent=sent
+            ) from exc
         except requests.Timeout as exc:
             raise OpenCodeUnavailable(f"{method} {path}: read timeout after {timeout[1]}s") from exc
         except requests.RequestException as exc:
             raise OpenCodeUnavailable(f"{method} {path}: {exc}") from exc
         status = response.status_code
         if status in (401, 403):
-            raise OpenCodeAuthError(f"{method} {path}: HTTP {status} (check the agent's credentials)", status)
+            raise OpenCodeAuthError(
+                f"{method} {path}: HTTP {status} (check the agent's credentials)", status
+            )
         if status >= 500:
-            raise OpenCodeUnavailable(f"{method} {path}: HTTP {status}: {response.text[:300]}", status)
+            raise OpenCodeUnavailable(
+                f"{method} {path}: HTTP {status}: {response.text[:300]}", status
+            )
         if status >= 400:
             raise OpenCodeError(f"{method} {path}: HTTP {status}: {response.text[:300]}", status)
         if status == 204 or not response.content:
@@ -193,7 +202,9 @@ class OpenCodeClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise OpenCodeError(f"{method} {path}: not JSON: {response.text[:200]!r}", status) from exc
+            raise OpenCodeError(
+                f"{method} {path}: not JSON: {response.text[:200]!r}", status
+            ) from exc
 
 
 class CircuitOpen(OpenCodeUnavailable):
@@ -201,9 +212,11 @@ class CircuitOpen(OpenCodeUnavailable):
 
 
 class CircuitBreaker:
-    """Closed → open after `threshold` consecutive failures → half-open after `cooldown` → closed."""
+    """Closed → open after `threshold` failures in a row → half-open after `cooldown` → closed."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 30.0, clock: Any = time.monotonic
+    ) -> None:
         self.threshold = max(1, threshold)
         self.cooldown = cooldown
         self._clock = clock

@@ -25,7 +25,7 @@ class StreamClosed(Exception):
 
 
 class EventStream:
-    """Reads `data: {json}` events into a queue; `get()` hands them over, `close()` stops at once."""
+    """Reads `data: {json}` events into a queue; `get()` hands them out, `close()` stops at once."""
 
     def __init__(
         self,
@@ -40,7 +40,9 @@ class EventStream:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if self._https else 80)
-        self._path = (parts.path.rstrip("/") or "") + "/event" + ("?" + urlencode(params) if params else "")
+        self._path = (
+            (parts.path.rstrip("/") or "") + "/event" + ("?" + urlencode(params) if params else "")
+        )
         self._headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1] or ''}".encode()).decode()
@@ -97,7 +99,9 @@ class EventStream:
     def _run(self) -> None:
         reason, auth_failed = "stream ended", False
         try:
-            connection_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection_class = (
+                http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            )
             conn = connection_class(self._host, self._port, timeout=self.connect_timeout)
             self._conn = conn
             conn.connect()

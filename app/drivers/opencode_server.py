@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -9,13 +10,13 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
 LISTENING = re.compile(r"listening on (https?://\S+)")
 ISOLATION_ENV = {
     "OPENCODE_DISABLE_MODELS_FETCH": "1",
@@ -33,12 +34,33 @@ HEADLESS_PERMISSION = {
 }
 
 
+INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install_opencode.sh"
+
+
 class OpenCodeServerError(RuntimeError):
-    """The server could not be started."""
+    """The server could not be installed or started."""
+
+
+def install_opencode(script: Path = INSTALL_SCRIPT, timeout: float = 600.0) -> str:
+    """Run scripts/install_opencode.sh (a no-op when cached) and return the binary's path."""
+    if not script.exists():
+        raise OpenCodeServerError(f"install script not found: {script}")
+    try:
+        done = subprocess.run(
+            ["bash", str(script)], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OpenCodeServerError(f"{script.name} failed: {exc}") from exc
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise OpenCodeServerError(
+            f"{script.name} exited {done.returncode}: {done.stderr.strip()[-500:]}"
+        )
+    return lines[-1]
 
 
 def scripted_provider_config(model_base_url: str, model: str = "scripted") -> dict[str, Any]:
-    """An OpenCode config that uses only an OpenAI-compatible provider `fake` at `model_base_url`."""
+    """An OpenCode config whose only provider, `fake`, is OpenAI-compatible at `model_base_url`."""
     return {
         "provider": {
             "fake": {
@@ -75,6 +97,7 @@ class OpenCodeServer:
         password: str | None = None,
         username: str | None = None,
         extra_env: dict[str, str] | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.binary = str(binary)
         self.state_dir = Path(state_dir)
@@ -85,6 +108,7 @@ class OpenCodeServer:
         self.password = password
         self.username = username
         self.extra_env = dict(extra_env or {})
+        self.die_with_parent = die_with_parent
         self.url: str | None = None
         self.process: subprocess.Popen[str] | None = None
         self.output: deque[str] = deque(maxlen=200)
@@ -126,8 +150,11 @@ class OpenCodeServer:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
-        self._reader = threading.Thread(target=self._read_output, name="opencode-serve-out", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_output, name="opencode-serve-out", daemon=True
+        )
         self._reader.start()
         if not self._listening.wait(timeout) or self.url is None:
             tail = "\n".join(list(self.output)[-20:])
@@ -181,11 +208,10 @@ class OpenCodeServer:
         self.stop()
 
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until it returns truthy or `timeout` passes; return the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() >= deadline:
-            return bool(result)
-        time.sleep(interval)
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the parent exits (Linux), so tests never leak a server."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass

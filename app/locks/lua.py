@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import redis
 
-# KEYS: fence, ticket, queue, holders, info, tokens.
-# ARGV[1]: prefix of the per-waiter keys, ARGV[2]: capacity; each script reads the rest.
+# KEYS[1]: <prefix>:queue; the other keys share its prefix and hash tag (one cluster slot).
+# ARGV[1]: capacity, ARGV[2]: ms before idle keys expire; each script reads the rest from ARGV[3].
 # queue:   zset lease id -> ticket (INCR on `ticket`, so FIFO is the server's order).
 # holders: zset lease id -> lease expiry in ms of Redis TIME.
 # info:    hash lease id -> "lease_ms:waiter_ms:owner" for waiters and holders.
@@ -15,10 +15,12 @@ import redis
 # <prefix>:alive:<id> is a waiter's heartbeat (a key with PX), <prefix>:wake:<id> its inbox:
 # "t:<token>" when granted, "n:<ms>" when it became a head (ms until a holder's lease expires).
 COMMON = """
-local fence, ticket, queue, holders, info, tokens =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix = ARGV[1]
-local capacity = tonumber(ARGV[2])
+local queue = KEYS[1]
+local prefix = string.sub(queue, 1, -7)
+local fence, ticket, holders = prefix .. ':fence', prefix .. ':ticket', prefix .. ':holders'
+local info, tokens = prefix .. ':info', prefix .. ':tokens'
+local capacity = tonumber(ARGV[1])
+local idle_ms = tonumber(ARGV[2])
 
 local function clock()
   local t = redis.call('TIME')
@@ -73,12 +75,17 @@ local function grant_to(id, now, lease_ms)
   local token = next_token(now)
   redis.call('ZADD', holders, num(now + lease_ms), id)
   redis.call('HSET', tokens, id, num(token))
+  redis.call('PEXPIRE', holders, idle_ms)
+  redis.call('PEXPIRE', tokens, idle_ms)
   return token
 end
 
-local function touch(idle_ms)
-  for _, key in ipairs({ticket, queue, holders, info, tokens}) do
-    redis.call('PEXPIRE', key, idle_ms)
+-- Idle keys expire; live ones are refreshed when half their time is gone (cheap to call often).
+local function touch(force)
+  if force or redis.call('PTTL', info) < idle_ms / 2 then
+    for _, key in ipairs({ticket, queue, holders, info, tokens}) do
+      redis.call('PEXPIRE', key, idle_ms)
+    end
   end
 end
 
@@ -135,27 +142,30 @@ local function held_token(id, now)
 end
 """
 
-# ARGV[3..8]: id, lease_ms, waiter_ms, owner, idle_ms, mode ("wait", "try" or "poll").
+# ARGV[3..6]: id, lease_ms, waiter_ms, owner, mode ("wait", "try" or "poll").
 # Returns {1, token} when granted, else {0, rank, ms until a holder's lease expires or -1}.
 ACQUIRE = """
 local id, lease_ms, waiter_ms, owner = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local idle_ms, mode = tonumber(ARGV[7]), ARGV[8]
+local mode = ARGV[7]
 local now = clock()
-prune_holders(now)
-local token = held_token(id, now)
-if token then return {1, token} end
-if not redis.call('ZSCORE', queue, id) then
+local token, queued = false, false
+if mode == 'poll' then
+  token = held_token(id, now)
+  if token then return {1, token} end
+  queued = redis.call('ZSCORE', queue, id)
+end
+if not queued then
   redis.call('HSET', info, id, lease_ms .. ':' .. waiter_ms .. ':' .. owner)
+  prune_holders(now)
   if redis.call('EXISTS', queue) == 0 and redis.call('ZCARD', holders) < capacity then
-    token = grant_to(id, now, lease_ms)
-    touch(idle_ms)
-    return {1, token}
+    redis.call('PEXPIRE', info, idle_ms)
+    return {1, grant_to(id, now, lease_ms)}
   end
   redis.call('ZADD', queue, redis.call('INCR', ticket), id)
 end
 redis.call('SET', alive_key(id), '1', 'PX', waiter_ms)
 token = grant(now, id)
-touch(idle_ms)
+touch(not queued)
 if token then
   redis.call('DEL', wake_key(id))
   return {1, token}
@@ -169,9 +179,9 @@ end
 return {0, redis.call('ZRANK', queue, id), expiry_hint(now)}
 """
 
-# ARGV[3..5]: id, lease_ms, idle_ms. Returns 1 when renewed, 0 when the lease is gone.
+# ARGV[3..4]: id, lease_ms. Returns 1 when renewed, 0 when the lease is gone.
 RENEW = """
-local id, lease_ms, idle_ms = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local id, lease_ms = ARGV[3], tonumber(ARGV[4])
 local now = clock()
 local score = redis.call('ZSCORE', holders, id)
 if not score then return 0 end
@@ -180,7 +190,7 @@ if tonumber(score) <= now then
   return 0
 end
 redis.call('ZADD', holders, 'XX', num(now + lease_ms), id)
-touch(idle_ms)
+touch(false)
 return 1
 """
 

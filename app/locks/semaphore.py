@@ -6,8 +6,8 @@ first served (raises `LockTimeout`), `try_acquire(owner="", on_lost=None) -> Lea
 not wait. A `Lease` has `.token` (fencing token, strictly increasing per resource), `.lost` (a
 `threading.Event` set when the heartbeat finds the lease gone), `.check()` (raises `LeaseLost`),
 `.renew()`, `.release()` and is a context manager. Every client of one resource must agree on
-`capacity`. Waiters block on BLPOP of their own inbox and beat every `waiter_ttl / 3` seconds,
-so give the Redis client no `socket_timeout` shorter than that (a timeout only costs a retry).
+`capacity`. Waiters block on BLPOP of their own inbox and beat every `waiter_ttl / 3` seconds (or
+0.8 x the client's socket_timeout, if shorter).
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ def key_prefix(namespace: str, name: str) -> str:
     return f"{namespace}:sem:{{{name}}}"
 
 
+def read_timeout(redis_client: redis.Redis) -> float | None:
+    """Return the client's socket read timeout (redis-py 8 defaults it to 5 s), or None."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    for key in ("socket_timeout", "orig_socket_timeout"):
+        if kwargs.get(key) is not None:
+            return float(kwargs[key])
+    return None
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -79,15 +88,19 @@ class FairSemaphore:
         self.name = name
         self.capacity = int(capacity)
         self.lease_ttl = float(lease_ttl)
-        self.waiter_ttl = float(waiter_ttl) if waiter_ttl else max(self.lease_ttl, 10.0)
+        self.waiter_ttl = float(waiter_ttl) if waiter_ttl else max(self.lease_ttl, 15.0)
         self.namespace = namespace
         self._prefix = key_prefix(namespace, name)
-        parts = ("fence", "ticket", "queue", "holders", "info", "tokens")
-        self._keys = [f"{self._prefix}:{part}" for part in parts]
+        self._keys = [f"{self._prefix}:queue"]  # the scripts derive the other keys from it
         self._lease_ms = max(1, round(self.lease_ttl * 1000))
         self._waiter_ms = max(1, round(self.waiter_ttl * 1000))
         self._idle_ms = max(IDLE_EXPIRY_MS, 10 * max(self._lease_ms, self._waiter_ms))
         self._scripts = lua.register(redis_client)
+        # A BLPOP must return before the socket times out, or redis-py drops the connection.
+        socket_timeout = read_timeout(redis_client)
+        self._max_block = self.waiter_ttl / 3.0
+        if socket_timeout:
+            self._max_block = min(self._max_block, max(0.05, socket_timeout * 0.8))
 
     def acquire(
         self,
@@ -132,21 +145,20 @@ class FairSemaphore:
         return count
 
     def _args(self, *rest: object) -> list[object]:
-        return [self._prefix, self.capacity, *rest]
+        return [self.capacity, self._idle_ms, *rest]
 
     def _acquire(self, lease_id: str, owner: str, mode: str) -> list:
-        args = self._args(lease_id, self._lease_ms, self._waiter_ms, owner, self._idle_ms, mode)
+        args = self._args(lease_id, self._lease_ms, self._waiter_ms, owner, mode)
         return self._scripts.acquire(keys=self._keys, args=args)
 
     def _wait(
         self, lease_id: str, owner: str, reply: list | None, sent: float, deadline: float | None
     ) -> tuple[int, float]:
         """Block on the waiter's inbox until granted; return the token and a grant lower bound."""
-        interval = self.waiter_ttl / 3.0
         inbox = f"{self._prefix}:wake:{lease_id}"
         alive = f"{self._prefix}:alive:{lease_id}"
         previous = current = sent  # the grant happened after `previous`
-        beat_at = sent + interval
+        beat_at = sent + self._max_block
         near_head, hint_at = False, None  # a head polls when the first holder's lease runs out
         while True:
             if reply is not None:
@@ -164,14 +176,15 @@ class FairSemaphore:
                 return token, previous
             previous, current = current, now
             if now >= beat_at or (hint_at is not None and now >= hint_at):
-                beat_at = now + interval
+                beat_at = now + self._max_block
                 if near_head or not self.redis.pexpire(alive, self._waiter_ms):
                     reply = self._acquire(lease_id, owner, "poll")
                 continue
             until = min(beat_at, deadline or beat_at, (hint_at or beat_at) + 0.002)
             try:
                 item = self.redis.blpop([inbox], timeout=round(max(until - now, 0.001), 3))
-            except redis.TimeoutError:  # the client's socket_timeout is shorter than the block
+            except redis.TimeoutError:  # socket_timeout was shorter than we knew: block less
+                self._max_block = max(0.05, (time.monotonic() - now) * 0.8)
                 item = None
             if item is None:
                 continue
@@ -187,7 +200,7 @@ class FairSemaphore:
         return None if token is None else int(token)
 
     def _renew(self, lease_id: str) -> bool:
-        args = self._args(lease_id, self._lease_ms, self._idle_ms)
+        args = self._args(lease_id, self._lease_ms)
         return bool(self._scripts.renew(keys=self._keys, args=args))
 
     def _release(self, lease_id: str) -> bool:

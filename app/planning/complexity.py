@@ -34,11 +34,9 @@ class ComplexityLevel(Enum):
         """The level named by `value` (case-insensitive), or PlanningError."""
         if isinstance(value, cls):
             return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().casefold())
-            except ValueError:
-                pass
+        level = _BY_VALUE.get(value.strip().casefold()) if isinstance(value, str) else None
+        if level is not None:
+            return level
         names = ", ".join(level.value for level in cls)
         raise PlanningError(f"unknown complexity level {value!r}; expected one of: {names}")
 
@@ -64,6 +62,7 @@ class ComplexityLevel(Enum):
 
 
 _RANKS = {level: rank for rank, level in enumerate(ComplexityLevel)}
+_BY_VALUE = {level.value: level for level in ComplexityLevel}
 _UPPER_HOURS = {
     ComplexityLevel.TRIVIAL: 0.25,
     ComplexityLevel.SIMPLE: 1.0,
@@ -80,8 +79,8 @@ def pert_expected(optimistic: float, likely: float, pessimistic: float) -> float
 
 def level_for_hours(hours: float) -> ComplexityLevel:
     """The level of an expected duration: trivial <0.25, simple <1, moderate <4, complex <8."""
-    if not isinstance(hours, int | float) or math.isnan(hours) or hours < 0:
-        raise PlanningError(f"expected hours must be a non-negative number, got {hours!r}")
+    if not isinstance(hours, int | float) or not math.isfinite(hours) or hours < 0:
+        raise PlanningError(f"expected hours must be a finite non-negative number, got {hours!r}")
     return next(level for level in ComplexityLevel if hours < level.upper_hours)
 
 
@@ -140,7 +139,7 @@ SCOPE_FACTORS = {
     "typo": 0.2, "one-line": 0.3, "tiny": 0.4, "trivial": 0.4, "small": 0.6, "minor": 0.6,
     "quick": 0.7, "simple": 0.7, "single": 0.8, "large": 1.4, "major": 1.4, "entire": 1.5,
     "whole": 1.4, "complete": 1.3, "comprehensive": 1.4, "full": 1.2, "end-to-end": 1.3,
-    "platform": 1.4, "across": 1.3, "overhaul": 1.5, "rewrite": 1.5,
+    "platform": 1.4, "across": 1.3, "overhaul": 1.5, "rewrite": 1.5, "rename": 0.5,
 }  # fmt: skip
 RISK_FACTORS = {
     "migration": 1.3, "migrate": 1.3, "distributed": 1.5, "security": 1.3, "concurrency": 1.4,
@@ -184,8 +183,10 @@ class RequestProfile:
     components: tuple[str, ...]
     signals: tuple[str, ...]
 
-    def estimate(self, base: tuple[float, float, float], *, per_component: bool = False) -> Estimate:
-        """A step's base (o, m, p) hours adjusted for scope, risk and (optionally) component count."""
+    def estimate(
+        self, base: tuple[float, float, float], *, per_component: bool = False
+    ) -> Estimate:
+        """A step's base (o, m, p) hours adjusted for scope, risk and optionally component count."""
         optimistic, likely, pessimistic = base
         factor = self.scale
         if per_component and len(self.components) > 1:

@@ -1,4 +1,4 @@
-"""The mutable DAG a plan is built in: tasks, typed edges, rule ownership, and splitting with rewiring."""
+"""The mutable DAG a plan is built in: tasks, typed edges, rule ownership, splits with rewiring."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class DraftTask:
 
 
 class DraftPlan:
-    """A DAG of DraftTasks with stable ordering, roles (e.g. "build") and one owner rule per task."""
+    """DraftTasks in a DAG with a stable order, roles (e.g. "build") and one owner rule per task."""
 
     def __init__(self) -> None:
         self.graph = nx.DiGraph()
@@ -86,10 +86,14 @@ class DraftPlan:
             key = f"{candidate}-{counter}"
         return key
 
-    def depend(self, predecessor: str, successor: str, kind: str = FS, required: bool = True) -> None:
+    def depend(
+        self, predecessor: str, successor: str, kind: str = FS, required: bool = True
+    ) -> None:
         """Make `successor` depend on `predecessor` (an existing edge is left as it is)."""
         if not self.graph.has_edge(predecessor, successor):
-            self.graph.add_edge(predecessor, successor, type=DependencyType(kind), required=required)
+            self.graph.add_edge(
+                predecessor, successor, type=DependencyType(kind), required=required
+            )
 
     def insert_before(self, task: DraftTask, anchors: list[str]) -> None:
         """Add `task` between the anchors and their finish_to_start predecessors."""
@@ -102,7 +106,7 @@ class DraftPlan:
             self.depend(task.key, anchor)
 
     def insert_after(self, anchor: str, task: DraftTask) -> None:
-        """Add `task` right after `anchor`: it takes over the anchor's finish_to_start successors."""
+        """Add `task` after `anchor`; it takes over the anchor's finish_to_start successors."""
         self.add_task(task, after=anchor)
         for _, successor, data in list(self.graph.out_edges(anchor, data=True)):
             if data["type"] == FS and successor != task.key:
@@ -111,10 +115,12 @@ class DraftPlan:
         self.depend(anchor, task.key)
 
     def claim(self, key: str, rule: str) -> None:
-        """Record that keyword rule `rule` created or rewrote task `key`; a second rule is refused."""
+        """Record that rule `rule` created or rewrote task `key`; a second rule is refused."""
         owner = self.rule_by_task.get(key)
         if owner is not None and owner != rule:
-            raise PlanningError(f"task {key!r} is already shaped by rule {owner!r}; {rule!r} refused")
+            raise PlanningError(
+                f"task {key!r} is already shaped by rule {owner!r}; {rule!r} refused"
+            )
         self.rule_by_task[key] = rule
 
     def owner(self, key: str) -> str | None:
@@ -127,7 +133,7 @@ class DraftPlan:
         children: Iterable[DraftTask],
         internal: Iterable[tuple[str, str]] = (),
     ) -> list[str]:
-        """Replace task `key` by `children` (deduplicated by key), rewiring its edges; returns new keys.
+        """Replace task `key` by `children` (deduplicated by key) and rewire; returns the new keys.
 
         Predecessors attach to the children without internal predecessors (entries) and successors
         to those without internal successors (exits), by dependency type.
@@ -167,7 +173,9 @@ class DraftPlan:
                 self.depend(source, successor, data["type"], data["required"])
         for role, members in self.roles.items():
             if key in members:
-                self.roles[role] = [m for member in members for m in _expand(member, key, child_keys)]
+                self.roles[role] = [
+                    m for member in members for m in _expand(member, key, child_keys)
+                ]
         return child_keys
 
     def to_spec_tasks(self) -> list[dict[str, Any]]:

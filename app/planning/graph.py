@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -45,42 +46,52 @@ def task_hours(task: Mapping[str, Any]) -> float:
 
 
 def build_graph(spec: Spec) -> nx.DiGraph:
-    """A DiGraph of the spec (node attrs: task, hours; edge attrs: type, required), unchecked for cycles."""
+    """The spec as a DiGraph (nodes: task, hours; edges: type, required); cycles not checked."""
     tasks = spec.get("tasks") if isinstance(spec, Mapping) else None
     if not isinstance(tasks, list):
         raise PlanningError("a DAG spec is a mapping with a 'tasks' list")
     errors: list[str] = []
-    graph = nx.DiGraph()
+    task_by_key: dict[str, Mapping[str, Any]] = {}
+    nodes = []
     for position, task in enumerate(tasks):
         key = task.get("key") if isinstance(task, Mapping) else None
         if not isinstance(key, str) or not key:
             errors.append(f"task #{position} has no 'key' string")
-        elif key in graph:
+        elif key in task_by_key:
             errors.append(f"duplicate task key {key!r}")
         else:
-            try:
-                hours = task_hours(task)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                errors.append(f"task {key!r} has an unreadable estimate: {exc!r}")
-                hours = UNESTIMATED_HOURS
-            if not math.isfinite(hours) or hours < 0:
-                errors.append(f"task {key!r} has invalid expected hours {hours}")
-            graph.add_node(key, task=task, hours=hours)
-    for task in tasks:
-        key = task.get("key") if isinstance(task, Mapping) else None
-        if isinstance(key, str) and key in graph and graph.nodes[key]["task"] is task:  # skips rejected duplicates
-            _add_dependencies(graph, task, errors)
+            task_by_key[key] = task
+            nodes.append((key, {"task": task, "hours": _checked_hours(key, task, errors)}))
+    edges = []
+    for key, task in task_by_key.items():  # a rejected duplicate adds no edges
+        edges.extend(_dependencies(key, task, task_by_key, errors))
     if errors:
         raise PlanningError(f"invalid DAG spec: {'; '.join(errors)}", errors)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
     return graph
 
 
-def _add_dependencies(graph: nx.DiGraph, task: Mapping[str, Any], errors: list[str]) -> None:
-    key = task["key"]
+def _checked_hours(key: str, task: Mapping[str, Any], errors: list[str]) -> float:
+    try:
+        hours = task_hours(task)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        errors.append(f"task {key!r} has an unreadable estimate: {exc!r}")
+        return UNESTIMATED_HOURS
+    if not math.isfinite(hours) or hours < 0:
+        errors.append(f"task {key!r} has invalid expected hours {hours}")
+    return hours
+
+
+def _dependencies(
+    key: str, task: Mapping[str, Any], known: Mapping[str, Any], errors: list[str]
+) -> list[tuple[str, str, dict[str, Any]]]:
     dependencies = task.get("depends_on", [])
     if not isinstance(dependencies, list):
         errors.append(f"task {key!r}: 'depends_on' must be a list")
-        return
+        return []
+    edges, seen = [], set()
     for dependency in dependencies:
         if not isinstance(dependency, Mapping) or not isinstance(dependency.get("key"), str):
             errors.append(f"task {key!r}: each dependency needs a 'key' string, got {dependency!r}")
@@ -88,101 +99,149 @@ def _add_dependencies(graph: nx.DiGraph, task: Mapping[str, Any], errors: list[s
         predecessor = dependency["key"]
         kind = dependency.get("type", DependencyType.FINISH_TO_START.value)
         required = dependency.get("required", True)
-        if predecessor not in graph:
+        if predecessor not in known:
             errors.append(f"task {key!r} depends on unknown task {predecessor!r}")
         elif predecessor == key:
             errors.append(f"task {key!r} depends on itself (cycle: {key} -> {key})")
-        elif graph.has_edge(predecessor, key):
+        elif predecessor in seen:
             errors.append(f"task {key!r} depends on {predecessor!r} more than once")
         elif kind not in DEPENDENCY_TYPES:
             errors.append(f"task {key!r}: unknown dependency type {kind!r} on {predecessor!r}")
         elif not isinstance(required, bool):
             errors.append(f"task {key!r}: 'required' on {predecessor!r} must be true or false")
         else:
-            graph.add_edge(predecessor, key, type=kind, required=required)
+            seen.add(predecessor)
+            edges.append((predecessor, key, {"type": kind, "required": required}))
+    return edges
+
+
+def _generations(graph: nx.DiGraph) -> list[list[str]] | None:
+    """Kahn's algorithm by generation, each in spec order; None when a cycle blocks the rest."""
+    successors = graph.succ
+    waiting = {key: degree for key, degree in graph.in_degree() if degree}
+    current = [key for key in graph if key not in waiting]
+    generations, seen = [], 0
+    while current:
+        generations.append(current)
+        seen += len(current)
+        following = []
+        for key in current:
+            for successor in successors[key]:
+                waiting[successor] -= 1
+                if not waiting[successor]:
+                    following.append(successor)
+        current = following
+    if seen < graph.number_of_nodes():
+        return None
+    position = {key: index for index, key in enumerate(graph)}
+    return [sorted(generation, key=position.__getitem__) for generation in generations]
 
 
 def find_cycle(graph: nx.DiGraph) -> list[str] | None:
     """The keys of one cycle, first key repeated at the end, or None when the graph is acyclic."""
-    if nx.is_directed_acyclic_graph(graph):
+    if _generations(graph) is not None:
         return None
     edges = nx.find_cycle(graph)
     return [edges[0][0], *(target for _, target in edges)]
 
 
-def validate_spec(spec: Spec) -> nx.DiGraph:
-    """The spec's graph after checking keys, dependencies and acyclicity; PlanningError otherwise."""
-    graph = build_graph(spec)
-    cycle = find_cycle(graph)
-    if cycle:
-        path = " -> ".join(cycle)
+def _checked_generations(graph: nx.DiGraph) -> list[list[str]]:
+    generations = _generations(graph)
+    if generations is None:
+        path = " -> ".join(find_cycle(graph) or [])
         raise PlanningError(f"invalid DAG spec: dependency cycle {path}", [f"cycle: {path}"])
+    return generations
+
+
+def validate_spec(spec: Spec) -> nx.DiGraph:
+    """The spec's graph once keys, dependencies and acyclicity check out; else PlanningError."""
+    graph = build_graph(spec)
+    _checked_generations(graph)
     return graph
 
 
-def _as_graph(graph_or_spec: GraphOrSpec) -> nx.DiGraph:
-    return graph_or_spec if isinstance(graph_or_spec, nx.DiGraph) else validate_spec(graph_or_spec)
+@dataclass(frozen=True)
+class DagAnalysis:
+    """Everything the planner and the dispatcher want to know about a valid DAG, in one pass."""
+
+    graph: nx.DiGraph
+    levels: list[list[str]]
+    schedule: dict[str, tuple[float, float]]
+    critical_path: list[str]
+    makespan_hours: float
 
 
-def earliest_schedule(graph_or_spec: GraphOrSpec) -> dict[str, tuple[float, float]]:
-    """Earliest (start, finish) hours of every task with unlimited parallelism (all dependency types)."""
-    schedule, _ = _forward_pass(_as_graph(graph_or_spec))
-    return schedule
+def analyze(graph_or_spec: GraphOrSpec) -> DagAnalysis:
+    """Validate once, then levels, earliest schedule and critical path (linear in tasks + edges).
 
-
-def _forward_pass(
-    graph: nx.DiGraph,
-) -> tuple[dict[str, tuple[float, float]], dict[str, str | None]]:
-    schedule: dict[str, tuple[float, float]] = {}
-    binding: dict[str, str | None] = {}
-    hours = graph.nodes
-    for key in nx.topological_sort(graph):
-        duration = hours[key]["hours"]
-        start, cause = 0.0, None
-        for predecessor, _, kind in graph.in_edges(key, data="type"):
-            pred_start, pred_finish = schedule[predecessor]
-            if kind == DependencyType.START_TO_START:
-                bound = pred_start
-            elif kind == DependencyType.FINISH_TO_FINISH:
-                bound = pred_finish - duration
-            elif kind == DependencyType.START_TO_FINISH:
-                bound = pred_start - duration
-            else:
-                bound = pred_finish
-            if bound > start:
-                start, cause = bound, predecessor
-        schedule[key] = (start, start + duration)
-        binding[key] = cause
-    return schedule, binding
-
-
-def critical_path(graph_or_spec: GraphOrSpec) -> tuple[list[str], float]:
-    """The chain of binding dependencies that ends last, and the makespan it sets (hours).
-
-    With only finish_to_start edges this is the longest path weighted by task hours.
+    The critical path is the chain of binding dependencies that ends last; with only
+    finish_to_start edges it is the longest path weighted by task hours.
     """
-    graph = _as_graph(graph_or_spec)
-    schedule, binding = _forward_pass(graph)
+    graph = graph_or_spec
+    if not isinstance(graph, nx.DiGraph):
+        graph = build_graph(graph_or_spec)
+    levels = _checked_generations(graph)
+    schedule, binding = _forward_pass(graph, levels)
     if not schedule:
-        return [], 0.0
+        return DagAnalysis(graph, levels, schedule, [], 0.0)
     last = max(schedule, key=lambda key: schedule[key][1])
     path = [last]
     while binding[path[-1]] is not None:
         path.append(binding[path[-1]])
     path.reverse()
-    return path, schedule[last][1]
+    return DagAnalysis(graph, levels, schedule, path, schedule[last][1])
+
+
+def _forward_pass(
+    graph: nx.DiGraph, levels: list[list[str]]
+) -> tuple[dict[str, tuple[float, float]], dict[str, str | None]]:
+    schedule: dict[str, tuple[float, float]] = {}
+    binding: dict[str, str | None] = {}
+    predecessors, nodes = graph.pred, graph.nodes
+    for level in levels:
+        for key in level:
+            duration = nodes[key].get("hours", UNESTIMATED_HOURS)
+            start, cause = 0.0, None
+            for predecessor, edge in predecessors[key].items():
+                pred_start, pred_finish = schedule[predecessor]
+                kind = edge.get("type", DependencyType.FINISH_TO_START)
+                if kind == DependencyType.FINISH_TO_START:
+                    bound = pred_finish
+                elif kind == DependencyType.START_TO_START:
+                    bound = pred_start
+                elif kind == DependencyType.FINISH_TO_FINISH:
+                    bound = pred_finish - duration
+                else:
+                    bound = pred_start - duration
+                if bound > start:
+                    start, cause = bound, predecessor
+            schedule[key] = (start, start + duration)
+            binding[key] = cause
+    return schedule, binding
+
+
+def earliest_schedule(graph_or_spec: GraphOrSpec) -> dict[str, tuple[float, float]]:
+    """Earliest (start, finish) hours per task with unlimited parallelism, by dependency type."""
+    return analyze(graph_or_spec).schedule
+
+
+def critical_path(graph_or_spec: GraphOrSpec) -> tuple[list[str], float]:
+    """The chain of binding dependencies that ends last, and the makespan it sets (hours)."""
+    analysis = analyze(graph_or_spec)
+    return analysis.critical_path, analysis.makespan_hours
 
 
 def expected_makespan(graph_or_spec: GraphOrSpec) -> float:
     """Hours from the first start to the last finish with unlimited parallelism."""
-    return critical_path(graph_or_spec)[1]
+    return analyze(graph_or_spec).makespan_hours
 
 
 def topological_levels(graph_or_spec: GraphOrSpec) -> list[list[str]]:
-    """Topological generations: tasks whose predecessors all sit in earlier levels, spec order kept."""
-    graph = _as_graph(graph_or_spec)
-    order = {key: position for position, key in enumerate(graph.nodes)}
-    return [sorted(level, key=order.__getitem__) for level in nx.topological_generations(graph)]
+    """Topological generations (each after all its predecessors' levels), in spec order."""
+    graph = graph_or_spec
+    if not isinstance(graph, nx.DiGraph):
+        graph = build_graph(graph_or_spec)
+    return _checked_generations(graph)
 
 
 def _label(task: Mapping[str, Any], hours: float) -> str:

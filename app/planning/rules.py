@@ -1,4 +1,4 @@
-"""Keyword rules (UI, database, microservice, auth) that add or split tasks, at most one rule per task.
+"""Keyword rules (UI, database, microservice, auth) that add or split tasks; one rule per task.
 
 A rule *applies to* a task when it creates or rewrites it; it may add dependency edges to other
 tasks but never rewrites a task another rule has shaped (DraftPlan.claim enforces this).
@@ -57,7 +57,7 @@ def _new_task(
 
 
 def split_frontend(draft: DraftPlan, context: RuleContext) -> str:
-    """Split the build step into parallel backend and frontend branches (or retitle it as UI work)."""
+    """Split the build step into parallel backend and frontend branches, or scope it to the UI."""
     key = draft.roles["build"][0]
     if draft.owner(key):
         return f"skipped: {key} is already shaped by rule {draft.owner(key)}"
@@ -163,7 +163,7 @@ _CODE_TEMPLATES = frozenset({"feature", "web_service", "refactoring"})
 _UI_TERMS = COMPONENTS["ui"][1] + ("ux", "button", "modal", "widget", "svelte", "html")
 _AUTH_TERMS = COMPONENTS["auth"][1] + (
     "authorisation", "logout", "saml", "permission", "permissions", "security", "2fa", "mfa",
-    "sign in", "sign-in", "signup", "sign-up", "csrf", "xss",
+    "sign in", "sign-in", "signup", "sign-up", "log in", "log-in", "csrf", "xss",
 )  # fmt: skip
 
 RULES: tuple[KeywordRule, ...] = (
@@ -180,7 +180,10 @@ RULES: tuple[KeywordRule, ...] = (
 
 
 def apply_rules(
-    draft: DraftPlan, index: TokenIndex, context: RuleContext, rules: tuple[KeywordRule, ...] = RULES
+    draft: DraftPlan,
+    index: TokenIndex,
+    context: RuleContext,
+    rules: tuple[KeywordRule, ...] = RULES,
 ) -> list[str]:
     """Apply every matching rule once, by priority; returns one reason per matched rule."""
     reasons = []

@@ -6,6 +6,7 @@ from app.planning.capabilities import AgentCapability as Cap
 from app.planning.graph import DependencyType
 from app.planning.template_model import After, Hours, Step, Template
 
+
 def _after(*keys: str) -> tuple[After, ...]:
     return tuple(After(key) for key in keys)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Any
 
 from sqlalchemy import func, select
@@ -47,6 +48,7 @@ def create_session(
     *,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
+    workspace_root: str = "/tmp/orchestrator",
 ) -> tuple[Session, bool]:
     """Validate and persist a session with its DAG; return (session, created).
 
@@ -64,8 +66,13 @@ def create_session(
         raise ValidationFailed("The DAG is invalid.", error.errors) from error
     _check_parent(db, data.get("parent_id"))
     _check_capabilities(db, task_specs)
+    session_id = new_id()
+    if not data.get("workdir"):
+        data["workdir"] = os.path.join(workspace_root, session_id)
+    elif not os.path.isabs(data["workdir"]):
+        raise ValidationFailed("workdir must be an absolute path.", {"workdir": ["Not absolute."]})
     session = Session(
-        **data, id=new_id(), idempotency_key=idempotency_key, request_hash=fingerprint
+        **data, id=session_id, idempotency_key=idempotency_key, request_hash=fingerprint
     )
     db.add(session)
     _add_tasks(db, session, task_specs, graph)

@@ -69,7 +69,7 @@ def test_launch_dispatches_roots_as_chains_and_bumps_the_epoch(db):
     dispatch = execution.launch(db, session.id)
     db.commit()
     assert dispatch.epoch == 1
-    assert keys_of(db, session, dispatch.runs) == [["a", "b"], ["c"]]
+    assert sorted(keys_of(db, session, dispatch.runs)) == [["a", "b"], ["c"]]
     db.refresh(session)
     assert session.status is SessionStatus.RUNNING
 
@@ -196,3 +196,35 @@ def test_launch_of_an_unknown_session_is_not_found(db):
 
     with pytest.raises(NotFound):
         execution.launch(db, "missing")
+
+
+def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(db):
+    session = make_session(
+        db, [("y", [], [], False), ("x0", [], [], False), ("x", ["x0"], [], False), ("j", ["x", "y"], [], False)]
+    )
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    assert sorted(keys_of(db, session, dispatch.runs)) == [["x0", "x"], ["y"]]
+    y_job = execution.claim(db, session.id, ids["y"], dispatch.epoch)
+    db.commit()
+    run_one(db, session.id, ids["x0"], dispatch.epoch)
+    follow = run_one(db, session.id, ids["x"], dispatch.epoch)
+    assert follow.runs == []  # y still runs: j waits
+    last = execution.record_outcome(db, y_job, dispatch.epoch, OK, 0.1)
+    db.commit()
+    assert keys_of(db, session, last.runs) == [["j"]]
+
+
+def test_a_task_claimed_before_its_predecessor_finished_goes_back_to_waiting(db):
+    session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    assert execution.claim(db, session.id, ids["b"], dispatch.epoch) is None
+    db.commit()
+    task = db.get(SessionTask, ids["b"])
+    db.refresh(task)
+    assert task.status is TaskStatus.PENDING
+    follow = run_one(db, session.id, ids["a"], dispatch.epoch)
+    assert keys_of(db, session, follow.runs) == [["b"]]

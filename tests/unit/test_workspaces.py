@@ -56,7 +56,9 @@ def test_create_worktree_is_idempotent_and_uses_the_task_branch(repo: Path) -> N
     assert first == again
     assert first.is_relative_to(repo / ".orchestrator" / "worktrees")
     assert (first / "README.md").read_text() == "hello\n"
-    assert git(first, "branch", "--show-current").stdout.strip() == branch_name("ses-1", "build api")
+    assert git(first, "branch", "--show-current").stdout.strip() == branch_name(
+        "ses-1", "build api"
+    )
     assert branch_name("ses-1", "build api") == "orch/ses-1/build-api"
     assert git(repo, "status", "--porcelain").stdout == ""  # worktrees stay out of git status
 
@@ -102,7 +104,9 @@ def _create_in_process(repo: str, index: int, queue: multiprocessing.Queue) -> N
 def test_four_processes_create_worktrees_at_once(repo: Path) -> None:
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    processes = [context.Process(target=_create_in_process, args=(str(repo), i, queue)) for i in range(4)]
+    processes = [
+        context.Process(target=_create_in_process, args=(str(repo), i, queue)) for i in range(4)
+    ]
     for process in processes:
         process.start()
     results = [queue.get(timeout=60) for _ in processes]

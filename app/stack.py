@@ -1,0 +1,146 @@
+"""The standalone stack (like `airflow standalone`): embedded services when no URLs are given,
+migrations, then API, worker, beat and Flower as child processes that end with this one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .standalone import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def port_or_free(preferred: int) -> int:
+    """`preferred` if nothing listens there yet, else any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+@dataclass
+class Stack:
+    """Everything `make run` starts, and how to stop it."""
+
+    home: Path
+    api_port: int = 5000
+    flower_port: int = 5555
+    worker_concurrency: int = 8
+    env: dict = field(default_factory=lambda: dict(os.environ))
+    children: dict[str, subprocess.Popen] = field(default_factory=dict)
+    embedded: list = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    def start_services(self) -> None:
+        """Use DATABASE_URL / REDIS_URL when set, else start embedded servers under `home`."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.env.get("DATABASE_URL"):
+            postgres = EmbeddedPostgres(self.home / "postgres")
+            self.env["DATABASE_URL"] = postgres.start()
+            self.embedded.append(postgres)
+            print(f"  PostgreSQL  embedded, data in {postgres.data}")
+        else:
+            print("  PostgreSQL  from DATABASE_URL")
+        if not self.env.get("REDIS_URL"):
+            redis_server = EmbeddedRedis(self.home / "redis", persistent=True)
+            self.env["REDIS_URL"] = redis_server.start()
+            self.embedded.append(redis_server)
+            print(f"  Redis       embedded (Valkey) on port {redis_server.port}")
+        else:
+            print("  Redis       from REDIS_URL")
+        self.env.setdefault("WORKSPACE_ROOT", str(self.home / "work"))
+        self.env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
+
+    def migrate(self) -> None:
+        """Bring the database schema to the newest migration."""
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = open(self.home / f"{name}.log", "ab")
+        self.children[name] = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def start_processes(self) -> None:
+        """Start web, worker, beat and Flower."""
+        self.api_port = port_or_free(self.api_port)
+        self.flower_port = port_or_free(self.flower_port)
+        bin_dir = Path(sys.executable).parent
+        self._spawn("web", [str(bin_dir / "gunicorn"), "--workers", "2", "--threads", "4",
+                            "--bind", f"127.0.0.1:{self.api_port}", "wsgi:app"])  # fmt: skip
+        celery = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
+        self._spawn("worker", [*celery, "worker", "-Q", "control,agents", "-P", "threads",
+                               "-c", str(self.worker_concurrency), "-l", "info",
+                               "-n", "standalone@%h"])  # fmt: skip
+        self._spawn("beat", [*celery, "beat", "-l", "info",
+                             "-s", str(self.home / "celerybeat-schedule")])  # fmt: skip
+        self._spawn("flower", [*celery, "flower", f"--port={self.flower_port}",
+                               "--address=127.0.0.1",
+                               f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}"])  # fmt: skip
+        wait_for_port(self.api_port, timeout=60)
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Block until the API reports PostgreSQL and Redis ready, or a child died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                if requests.get(f"{self.api_url}/health/ready", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not become ready; see {self.home / 'web.log'}")
+
+    def check_children(self) -> None:
+        """Raise if a child process has exited."""
+        for name, process in self.children.items():
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {process.returncode}; see {self.home / name}.log"
+                )
+
+    def stop(self) -> None:
+        """Stop every child, then the embedded servers."""
+        for process in self.children.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.children.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for server in reversed(self.embedded):
+            server.stop()
