@@ -8,6 +8,8 @@ import redis
 
 # KEYS[1]: <prefix>:queue; the other keys share its prefix and hash tag (one cluster slot).
 # ARGV[1]: capacity, ARGV[2]: ms before idle keys expire; each script reads the rest from ARGV[3].
+# fence:   INCR counter of fencing tokens that never expires, floored at TIME ms x 1000 so
+#          tokens keep rising even if Redis loses it (restart without persistence).
 # queue:   zset lease id -> ticket (INCR on `ticket`, so FIFO is the server's order).
 # holders: zset lease id -> lease expiry in ms of Redis TIME.
 # info:    hash lease id -> "lease_ms:waiter_ms:owner" for waiters and holders.
@@ -142,7 +144,7 @@ local function held_token(id, now)
 end
 """
 
-# ARGV[3..6]: id, lease_ms, waiter_ms, owner, mode ("wait", "try" or "poll").
+# ARGV[3..7]: id, lease_ms, waiter_ms, owner, mode ("wait", "try" or "poll").
 # Returns {1, token} when granted, else {0, rank, ms until a holder's lease expires or -1}.
 ACQUIRE = """
 local id, lease_ms, waiter_ms, owner = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]

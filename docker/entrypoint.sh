@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Wait for PostgreSQL and Redis, migrate (web and release only), then run the named process.
+set -euo pipefail
+
+wait_for() {
+  local name=$1 check=$2
+  for _ in $(seq 1 60); do
+    if eval "$check" >/dev/null 2>&1; then return 0; fi
+    echo "waiting for $name…"; sleep 1
+  done
+  echo "$name is not reachable" >&2; exit 1
+}
+
+wait_for PostgreSQL "python -c \"import os,sqlalchemy as s; from app.config import _normalize_database_url as n; s.create_engine(n(os.environ['DATABASE_URL'])).connect().close()\""
+wait_for Redis "python -c \"import os,redis; redis.Redis.from_url(os.environ['REDIS_URL']).ping()\""
+
+case "${1:-web}" in
+  release) exec alembic upgrade head ;;
+  web)     alembic upgrade head
+           exec gunicorn --workers "${WEB_CONCURRENCY:-2}" --threads 4 --bind "0.0.0.0:${PORT:-5000}" wsgi:app ;;
+  worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-20}" -l info ;;
+  beat)    exec celery -A tasks.worker beat -l info -s /tmp/celerybeat-schedule ;;
+  flower)  exec celery -A tasks.worker flower --port="${FLOWER_PORT:-5555}" --basic-auth="${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}" ;;
+  *)       exec "$@" ;;
+esac
