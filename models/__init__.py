@@ -2,13 +2,20 @@
 
 from .agents import Agent
 from .base import Base
+from .contexts import Context, ContextVersion
 from .history import Checkpoint, SessionEvent
+from .maintenance import BeatJobRun
+from .security import ApiToken
 from .sessions import InvalidTransition, Session, SessionTask, TaskDependency
 
 __all__ = [
     "Agent",
+    "ApiToken",
     "Base",
+    "BeatJobRun",
     "Checkpoint",
+    "Context",
+    "ContextVersion",
     "InvalidTransition",
     "Session",
     "SessionEvent",

@@ -32,6 +32,8 @@ class Agent(Base):
         StrEnum(AgentStatus, "agent_status"), default=AgentStatus.ACTIVE
     )
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    health_reason: Mapped[str | None] = mapped_column(Text)
     tasks_completed: Mapped[int] = mapped_column(Integer, default=0)
     tasks_failed: Mapped[int] = mapped_column(Integer, default=0)
     total_duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)

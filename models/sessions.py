@@ -130,6 +130,8 @@ class SessionTask(Base):
     tokens: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     executions: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(Timestamp())

@@ -21,7 +21,10 @@ from app.config import _normalize_database_url
 from app.standalone import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ["session_events", "checkpoints", "task_dependencies", "session_tasks", "sessions", "agents"]
+TABLES = [
+    "session_events", "checkpoints", "task_dependencies", "session_tasks", "sessions", "agents",
+    "context_versions", "contexts", "api_tokens", "beat_job_runs",
+]  # fmt: skip
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = ""):

@@ -1,13 +1,18 @@
 """A fair, leased and fenced counting semaphore on Redis that guards agents.
 
 `FairSemaphore(redis_client, name, capacity=1, lease_ttl=10.0, namespace="orch",
-waiter_ttl=None)`; `acquire(timeout=None, owner="", on_lost=None) -> Lease` blocks first come,
-first served (raises `LockTimeout`), `try_acquire(owner="", on_lost=None) -> Lease | None` does
-not wait. A `Lease` has `.token` (fencing token, strictly increasing per resource), `.lost` (a
-`threading.Event` set when the heartbeat finds the lease gone), `.check()` (raises `LeaseLost`),
-`.renew()`, `.release()` and is a context manager. Every client of one resource must agree on
-`capacity`. Waiters block on BLPOP of their own inbox and beat every `waiter_ttl / 3` seconds (or
-0.8 x the client's socket_timeout, if shorter).
+waiter_ttl=None)` (every client of one resource must agree on `capacity`):
+- `acquire(timeout=None, owner="", on_lost=None) -> Lease` waits first come, first served by
+  server-issued tickets and raises `LockTimeout`; `try_acquire(owner="", on_lost=None)` returns
+  a Lease or None without waiting and without jumping the queue.
+- `state() -> SemaphoreState(holders, waiters)` lists owners; `revoke(owner) -> int` ends an
+  owner's leases (to break a deadlock).
+A `Lease` has `.token` (fencing token, strictly increasing per resource, even across a Redis that
+lost its data), `.lost` (an Event set when the heartbeat finds the lease gone; `on_lost(lease)` is
+called too, on the heartbeat thread), `.held`, `.check()` (raises `LeaseLost`), `.renew()`,
+`.release()`, and is a context manager. Waiters block on BLPOP of their own inbox and beat every
+`waiter_ttl / 3` s (default 5 s, kept under the client's socket_timeout); the heads of the line
+also wake when the first holder's lease runs out, so a dead holder is replaced within its TTL.
 """
 
 from __future__ import annotations
@@ -114,7 +119,13 @@ class FairSemaphore:
         started = time.monotonic()
         deadline = None if timeout is None else started + max(0.0, timeout)
         reply = self._acquire(lease_id, owner, "wait")
-        token, issued_after = self._wait(lease_id, owner, reply, started, deadline)
+        try:
+            token, issued_after = self._wait(lease_id, owner, reply, started, deadline)
+        except LockTimeout:
+            raise
+        except BaseException:  # interrupted or Redis failed: do not leave a ghost in line
+            self._abandon(lease_id)
+            raise
         logger.debug(
             "semaphore acquired name=%s owner=%s token=%d waited_ms=%.1f",
             self.name, owner, token, (time.monotonic() - started) * 1000,
@@ -184,7 +195,9 @@ class FairSemaphore:
             try:
                 item = self.redis.blpop([inbox], timeout=round(max(until - now, 0.001), 3))
             except redis.TimeoutError:  # socket_timeout was shorter than we knew: block less
-                self._max_block = max(0.05, (time.monotonic() - now) * 0.8)
+                self._max_block = max(0.25, self._max_block / 2.0)
+                block = until - now
+                logger.warning("semaphore socket timeout name=%s block_s=%.1f", self.name, block)
                 item = None
             if item is None:
                 continue
@@ -198,6 +211,13 @@ class FairSemaphore:
     def _leave(self, lease_id: str) -> int | None:
         token = self._scripts.leave(keys=self._keys, args=self._args(lease_id))
         return None if token is None else int(token)
+
+    def _abandon(self, lease_id: str) -> None:
+        try:
+            if self._leave(lease_id) is not None:
+                self._release(lease_id)
+        except redis.RedisError as exc:
+            logger.warning("semaphore leave failed name=%s error=%s", self.name, exc)
 
     def _renew(self, lease_id: str) -> bool:
         args = self._args(lease_id, self._lease_ms)
