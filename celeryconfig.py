@@ -1,5 +1,7 @@
 """Celery settings (lowercase names); broker and backend URLs come from the app config."""
 
+import os
+
 from kombu import Queue
 
 task_serializer = "json"
@@ -31,6 +33,7 @@ task_queues = (Queue("control"), Queue("agents"))
 task_routes = {
     "sessions.run_task": {"queue": "agents"},
     "sessions.launch": {"queue": "control"},
+    "recovery.*": {"queue": "control"},
 }
 task_default_priority = 2
 
@@ -41,4 +44,14 @@ task_time_limit = 24 * 3600 + 60
 worker_send_task_events = True
 task_send_sent_event = True
 
-beat_schedule: dict = {}
+# Maintenance jobs; each only finds due ids and fans out guarded tasks.
+beat_schedule: dict = {
+    "session-timeout-watchdog": {
+        "task": "recovery.watchdog",
+        "schedule": float(os.environ.get("WATCHDOG_INTERVAL_SECONDS", "10")),
+    },
+    "reconcile-lost-work": {
+        "task": "recovery.reconcile",
+        "schedule": float(os.environ.get("RECONCILE_INTERVAL_SECONDS", "10")),
+    },
+}

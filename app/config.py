@@ -42,6 +42,9 @@ def load_config(overrides: dict | None = None) -> dict:
             "info": {"description": "Submit coding requests as DAGs of agent tasks."}
         },
         "CELERY_TASK_ALWAYS_EAGER": False,
+        "TASK_LEASE_SECONDS": float(env.get("TASK_LEASE_SECONDS", "30")),
+        "TASK_HEARTBEAT_SECONDS": float(env.get("TASK_HEARTBEAT_SECONDS", "10")),
+        "DISPATCH_GRACE_SECONDS": float(env.get("DISPATCH_GRACE_SECONDS", "30")),
     }
     config.update(overrides or {})
     missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not config[name]]

@@ -2,7 +2,7 @@
 
 from flask_smorest import Api
 
-from . import agents, health, sessions
+from . import agents, health, session_actions, session_events, sessions
 
 
 def register_blueprints(api: Api) -> None:
@@ -10,3 +10,5 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(health.blp)
     api.register_blueprint(agents.blp)
     api.register_blueprint(sessions.blp)
+    api.register_blueprint(session_actions.blp)
+    api.register_blueprint(session_events.blp)

@@ -20,7 +20,7 @@ from app.drivers.opencode_client import (
     Timeouts,
 )
 from app.drivers.opencode_events import EventStream, StreamClosed
-from app.drivers.opencode_turn import Turn, build_result, is_settled
+from app.drivers.opencode_turn import Turn, build_result, diff_covers, is_settled, patched_files
 
 logger = logging.getLogger(__name__)
 
@@ -265,14 +265,27 @@ class OpenCodeDriver:
         messages: list[dict[str, Any]],
         pending: Future[list[dict[str, Any]]] | None,
     ) -> list[dict[str, Any]]:
-        """The turn's diff, fetched while the messages were read; a failure only costs the diff."""
+        """The turn's diff, fetched while the messages were read; a failure only costs the diff.
+
+        OpenCode folds a step's patch into the turn's diff in the background, which under load
+        can finish after session.idle: re-read until every patched file is in it (bounded).
+        """
+        users = [m["info"]["id"] for m in messages if (m.get("info") or {}).get("role") == "user"]
+        user_id = turn.user_message_id or (users[-1] if users else None)
+        if user_id is None or turn.session_id is None:
+            return []
+        patched = patched_files(messages)
+        deadline = time.monotonic() + self.settle_timeout
         try:
-            if pending is not None:
-                return pending.result()
-            users = [
-                m["info"]["id"] for m in messages if (m.get("info") or {}).get("role") == "user"
-            ]
-            return client.diff(turn.session_id or "", users[-1]) if users else []
+            diff = (
+                pending.result() if pending is not None else client.diff(turn.session_id, user_id)
+            )
+            while not diff_covers(diff, patched) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                diff = client.diff(turn.session_id, user_id)
         except OpenCodeError as exc:
             turn.note("diff.failed", error=str(exc))
             return []
+        if not diff_covers(diff, patched):
+            turn.note("diff.incomplete", patched=sorted(patched))
+        return diff

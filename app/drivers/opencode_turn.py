@@ -139,6 +139,23 @@ def is_settled(messages: list[dict[str, Any]]) -> bool:
     )
 
 
+def patched_files(messages: list[dict[str, Any]]) -> set[str]:
+    """Absolute paths of the files the turn's steps patched (from `patch` parts)."""
+    return {
+        path
+        for message in messages
+        for part in message.get("parts") or []
+        if part.get("type") == "patch"
+        for path in part.get("files") or []
+    }
+
+
+def diff_covers(diff: list[dict[str, Any]], patched: set[str]) -> bool:
+    """Does the diff (relative paths) name every patched file (absolute paths)?"""
+    names = [d.get("file") or "" for d in diff]
+    return all(any(name and path.endswith("/" + name) for name in names) for path in patched)
+
+
 def error_text(error: dict[str, Any]) -> str:
     """`Name: message` for an OpenCode error object."""
     data = error.get("data") or {}

@@ -89,6 +89,7 @@ class Lease:
         if self._done.is_set():
             return False
         self._done.set()
+        _heartbeats.discard(self)
         valid = self.semaphore._release(self.lease_id)
         logger.debug(
             "semaphore released name=%s owner=%s token=%d valid=%s",
@@ -129,48 +130,56 @@ class Lease:
 class _Heartbeats:
     """A daemon thread that renews every live lease of this process when it falls due."""
 
+    SLACK = 0.1  # renew up to this early, so that one wake-up serves every lease due about then
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._due: list[tuple[float, int, Lease]] = []
+        self._due: list[tuple[float, int, str]] = []  # (due, order, lease id); a heap
+        self._leases: dict[str, Lease] = {}
         self._order = itertools.count()
         self._pid = 0
 
     def add(self, lease: Lease, due: float) -> None:
         with self._cond:
             if self._pid != os.getpid():  # first use, or a fork: the thread did not survive
-                self._pid, self._due = os.getpid(), []
+                self._pid, self._due, self._leases = os.getpid(), [], {}
                 threading.Thread(target=self._run, name="lease-heartbeats", daemon=True).start()
-            heapq.heappush(self._due, (due, next(self._order), lease))
-            if self._due[0][2] is lease:
+            wake = not self._due or due < self._due[0][0] - self.SLACK
+            self._leases[lease.lease_id] = lease
+            heapq.heappush(self._due, (due, next(self._order), lease.lease_id))
+            if wake:
                 self._cond.notify()
+
+    def discard(self, lease: Lease) -> None:
+        with self._cond:
+            self._leases.pop(lease.lease_id, None)
 
     def _run(self) -> None:
         while True:
-            lease = self._next()
-            try:
-                due = lease._beat()
-            except Exception:
-                logger.exception("semaphore heartbeat failed name=%s", lease.name)
-                lease._mark_lost("heartbeat error")
-                due = None
-            if due is not None:
-                self.add(lease, due)
+            for lease in self._take_due():
+                try:
+                    due = lease._beat()
+                except Exception:
+                    logger.exception("semaphore heartbeat failed name=%s", lease.name)
+                    lease._mark_lost("heartbeat error")
+                    due = None
+                if due is None:
+                    self.discard(lease)
+                else:
+                    self.add(lease, due)
 
-    def _next(self) -> Lease:
+    def _take_due(self) -> list[Lease]:
         with self._cond:
             while True:
-                if not self._due:
-                    self._cond.wait()
-                    continue
-                due, _, lease = self._due[0]
-                if lease._done.is_set():
-                    heapq.heappop(self._due)
-                    continue
-                delay = due - time.monotonic()
-                if delay <= 0:
-                    heapq.heappop(self._due)
-                    return lease
-                self._cond.wait(delay)
+                now = time.monotonic()
+                batch = []
+                while self._due and self._due[0][0] <= now + self.SLACK:
+                    lease = self._leases.get(heapq.heappop(self._due)[2])
+                    if lease is not None:
+                        batch.append(lease)
+                if batch:
+                    return batch
+                self._cond.wait(self._due[0][0] - now if self._due else None)
 
 
 _heartbeats = _Heartbeats()

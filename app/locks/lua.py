@@ -9,7 +9,8 @@ import redis
 # KEYS[1]: <prefix>:queue; the other keys share its prefix and hash tag (one cluster slot).
 # ARGV[1]: capacity, ARGV[2]: ms before idle keys expire; each script reads the rest from ARGV[3].
 # fence:   INCR counter of fencing tokens that never expires, floored at TIME ms x 1000 so
-#          tokens keep rising even if Redis loses it (restart without persistence).
+#          tokens keep rising even if Redis loses it (a restart without persistence takes more
+#          than a millisecond; fewer than 1000 grants per ms on one resource).
 # queue:   zset lease id -> ticket (INCR on `ticket`, so FIFO is the server's order).
 # holders: zset lease id -> lease expiry in ms of Redis TIME.
 # info:    hash lease id -> "lease_ms:waiter_ms:owner" for waiters and holders.

@@ -1,7 +1,8 @@
 """The execution engine: launch a session, claim a task, record its outcome, dispatch what follows.
 
-Every step is idempotent and fenced by the session's epoch: a task message carries
-(session_id, task_id, epoch) and only a task in `ready` under the same epoch can be claimed.
+Every step is idempotent and fenced: a task message carries (session_id, task_id, epoch) and
+only a task in `ready` under the session's current epoch can be claimed; an outcome is only
+written while the same attempt still holds the task.
 Joins are counted in PostgreSQL: completions of one session are serialised by a row lock on
 the session, so the last predecessor to finish is the one that sees its successor ready.
 """
@@ -13,7 +14,7 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
-UNFINISHED_RUNNING = (TaskStatus.READY, TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS)
+LEASED_SESSION_STATUSES = (*SESSION_ACTIVE, SessionStatus.PAUSED)
 
 
 def _lock_session(db: DbSession, session_id: str) -> Session:
@@ -42,11 +43,11 @@ def _lock_session(db: DbSession, session_id: str) -> Session:
     return session
 
 
-def launch(db: DbSession, session_id: str) -> Dispatch | None:
+def launch(db: DbSession, session_id: str, lease_seconds: float = 30.0) -> Dispatch | None:
     """Start (or restart) a session under a new epoch and dispatch every task that can run.
 
-    Messages of older epochs become no-ops, so the caller must know that in-flight work of
-    the session is gone (first start, or the reconciler found it lost).
+    Queued messages of older epochs become no-ops. Tasks in progress keep running while their
+    lease is fresh; those whose lease expired (their worker is gone) run again.
     """
     session = _lock_session(db, session_id)
     if session.status not in SESSION_ACTIVE:
@@ -55,18 +56,28 @@ def launch(db: DbSession, session_id: str) -> Dispatch | None:
     session.epoch += 1
     if session.status is SessionStatus.QUEUED:
         session.transition_to(SessionStatus.RUNNING)
-    db.execute(
+    stale_before = utcnow() - timedelta(seconds=lease_seconds)
+    lost = db.scalars(
         update(SessionTask)
         .where(
             SessionTask.session_id == session_id,
-            SessionTask.status.in_([*UNFINISHED_RUNNING, TaskStatus.BLOCKED]),
+            or_(
+                SessionTask.status.in_([TaskStatus.READY, TaskStatus.BLOCKED]),
+                and_(
+                    SessionTask.status.in_([TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS]),
+                    or_(
+                        SessionTask.heartbeat_at.is_(None),
+                        SessionTask.heartbeat_at < stale_before,
+                    ),
+                ),
+            ),
         )
         .values(status=TaskStatus.PENDING)
+        .returning(SessionTask.id)
         .execution_options(synchronize_session=False)
-    )
-    record_event(db, session_id, "session.launched", epoch=session.epoch)
-    dispatch = scheduling.dispatch_ready(db, session)
-    return dispatch
+    ).all()
+    record_event(db, session_id, "session.launched", epoch=session.epoch, requeued=len(lost))
+    return scheduling.dispatch_ready(db, session)
 
 
 def _unsatisfied_dependency(task_id: str):
@@ -104,7 +115,9 @@ def _return_to_pending_if_waiting(db: DbSession, session_id: str, task_id: str, 
         record_event(db, session_id, "task.waiting", task_id=task_id)
 
 
-def claim(db: DbSession, session_id: str, task_id: str, epoch: int) -> DriverJob | None:
+def claim(
+    db: DbSession, session_id: str, task_id: str, epoch: int, worker: str = ""
+) -> DriverJob | None:
     """Claim a ready task for this epoch, route it to an agent and return the driver job.
 
     Returns None when the message is stale or duplicated, or when no agent can take the task
@@ -148,6 +161,8 @@ def claim(db: DbSession, session_id: str, task_id: str, epoch: int) -> DriverJob
     task.attempt += 1
     task.executions += 1
     task.started_at = utcnow()
+    task.heartbeat_at = task.started_at
+    task.worker = worker
     task.error = None
     record_event(db, session_id, "task.started", task_id=task_id, agent_id=agent.id,
                  key=task.key, attempt=task.attempt)  # fmt: skip
@@ -173,14 +188,35 @@ def claim(db: DbSession, session_id: str, task_id: str, epoch: int) -> DriverJob
     )
 
 
-def _fenced(job: DriverJob, epoch: int):
-    """The conditions under which this attempt still owns its task."""
+def _fenced(job: DriverJob):
+    """The conditions under which this attempt still owns its task.
+
+    The attempt number, not the epoch, fences outcomes: a relaunch leaves live attempts alone
+    and re-runs a lost one under a new attempt number.
+    """
     return (
         SessionTask.id == job.task_id,
         SessionTask.status == TaskStatus.IN_PROGRESS,
-        SessionTask.epoch == epoch,
         SessionTask.attempt == job.attempt,
     )
+
+
+def renew_lease(db: DbSession, job: DriverJob) -> bool:
+    """Record that this attempt is alive; False when it no longer owns its task or the
+    session stopped wanting it (cancelled, stopped, timed out), so the driver must stop."""
+    renewed = db.execute(
+        update(SessionTask)
+        .where(
+            *_fenced(job),
+            select(Session.id)
+            .where(Session.id == job.session_id, Session.status.in_(LEASED_SESSION_STATUSES))
+            .exists(),
+        )
+        .values(heartbeat_at=utcnow())
+        .returning(SessionTask.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return renewed is not None
 
 
 def record_outcome(
@@ -197,7 +233,7 @@ def record_outcome(
     status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED
     owned = db.execute(
         update(SessionTask)
-        .where(*_fenced(job, epoch))
+        .where(*_fenced(job))
         .values(
             status=status,
             finished_at=utcnow(),
@@ -232,7 +268,7 @@ def _schedule_retry(
     db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult
 ) -> Dispatch | None:
     """Put a retryable failure back to `ready` with a backoff, or fail it when out of attempts."""
-    task = db.scalar(select(SessionTask).where(*_fenced(job, epoch)).with_for_update())
+    task = db.scalar(select(SessionTask).where(*_fenced(job)).with_for_update())
     if task is None:
         _reject_outcome(db, job, epoch)
         return None
@@ -246,7 +282,10 @@ def _schedule_retry(
     task.queued_at = utcnow() + timedelta(seconds=delay)
     record_event(db, job.session_id, "task.retry_scheduled", task_id=task.id, key=task.key,
                  attempt=task.attempt, delay_s=round(delay, 2), error=outcome.error)  # fmt: skip
-    session = db.get(Session, job.session_id)
+    session = _lock_session(db, job.session_id)
+    if session.status is SessionStatus.RUNNING:
+        session.transition_to(SessionStatus.DEGRADED)
+        record_event(db, session.id, "session.degraded", reason="a task is being retried")
     return Dispatch(session.id, epoch, session.priority, retry_in=delay)
 
 

@@ -168,7 +168,14 @@ def test_fencing_tokens_strictly_increase(redis_client):
     held[0].release()
     waiter.finish()
     held[1].release()
-    redis_client.flushdb()  # Redis lost its data (restart without persistence)
+    redis_client.flushdb()  # Redis lost its data (restart without persistence) ...
+
+    def server_ms() -> int:
+        seconds, micros = redis_client.time()
+        return seconds * 1000 + micros // 1000
+
+    # ... and came back at least a millisecond later, as any restart does.
+    wait_until(lambda: server_ms() > tokens[-1] // 1000, 5, message="server clock moved")
     with semaphore.acquire(timeout=5) as lease:
         tokens.append(lease.token)
 

@@ -1,0 +1,160 @@
+"""Session lifecycle actions: start, pause, resume, cancel, stop, retry, restore a checkpoint.
+
+Every action locks the session row, checks the transition table, changes task states and bumps
+the epoch when in-flight work must be fenced off. Actions that (re)start work return True; the
+caller enqueues `sessions.launch` after commit. Running drivers notice through their lease
+heartbeat that their task is no longer theirs, and stop.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
+
+from models import Checkpoint, InvalidTransition, Session, SessionTask
+from models.base import utcnow
+from models.enums import SESSION_TRANSITIONS, TASK_FINISHED, SessionStatus, TaskStatus
+
+from .errors import NotFound, ValidationFailed
+from .events import record_event
+
+S, T = SessionStatus, TaskStatus
+UNFINISHED = [status for status in T if status not in TASK_FINISHED]
+RERUNNABLE = [T.FAILED, T.CANCELLED, T.SKIPPED]
+
+# action -> (allowed from, target status, whether work (re)starts)
+ACTIONS: dict[str, tuple[frozenset[SessionStatus], SessionStatus, bool]] = {
+    "start": (frozenset({S.PENDING}), S.QUEUED, True),
+    "pause": (frozenset({S.QUEUED, S.RUNNING, S.DEGRADED}), S.PAUSED, False),
+    "resume": (frozenset({S.PAUSED, S.ORPHANED}), S.QUEUED, True),
+    "cancel": (frozenset(s for s in S if S.CANCELLED in SESSION_TRANSITIONS[s]), S.CANCELLED,
+               False),
+    "stop": (frozenset({S.QUEUED, S.RUNNING, S.DEGRADED, S.PAUSED}), S.STOPPED, False),
+    "retry": (frozenset({S.FAILED, S.TIMEOUT, S.STOPPED}), S.PENDING, True),
+}  # fmt: skip
+
+
+def allowed_actions(status: SessionStatus) -> list[str]:
+    """The actions a session in `status` accepts."""
+    return sorted(name for name, (sources, _, _) in ACTIONS.items() if status in sources)
+
+
+def _lock(db: DbSession, session_id: str) -> Session:
+    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    if session is None:
+        raise NotFound(f"Session {session_id} not found.")
+    return session
+
+
+def _refuse(session: Session, action: str) -> InvalidTransition:
+    target = ACTIONS[action][1].value
+    error = InvalidTransition("session", session.status.value, target, [])
+    error.args = (f"Cannot {action} a session that is {session.status.value}.",)
+    error.allowed = allowed_actions(session.status)
+    return error
+
+
+def _set_tasks(db: DbSession, session_id: str, sources, target: TaskStatus, **values) -> int:
+    result = db.execute(
+        update(SessionTask)
+        .where(SessionTask.session_id == session_id, SessionTask.status.in_(list(sources)))
+        .values(status=target, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def apply_action(db: DbSession, session_id: str, action: str) -> tuple[Session, bool]:
+    """Apply a lifecycle action; return the session and whether a launch must be enqueued."""
+    if action not in ACTIONS:
+        raise NotFound(f"Unknown action '{action}'.")
+    session = _lock(db, session_id)
+    sources, target, launches = ACTIONS[action]
+    if session.status not in sources:
+        raise _refuse(session, action)
+    if action in ("cancel", "stop"):
+        _halt(db, session, target)
+    elif action == "retry":
+        _reset_for_retry(db, session)
+        session.transition_to(S.PENDING)
+        session.transition_to(S.QUEUED)
+    else:
+        session.transition_to(target)
+    record_event(db, session.id, f"session.{action}", status=session.status.value)
+    return session, launches
+
+
+def _halt(db: DbSession, session: Session, target: SessionStatus) -> None:
+    """Cancel ends every unfinished task; stop and timeout put them back to pending."""
+    session.epoch += 1
+    if target is S.CANCELLED:
+        _set_tasks(db, session.id, UNFINISHED, T.CANCELLED, finished_at=utcnow())
+    else:
+        _set_tasks(db, session.id, UNFINISHED, T.PENDING)
+    session.transition_to(target)
+
+
+def time_out(db: DbSession, session_id: str) -> bool:
+    """End an active or paused session that ran past its max duration; True if it did."""
+    session = _lock(db, session_id)
+    if S.TIMEOUT not in SESSION_TRANSITIONS[session.status] or session.started_at is None:
+        return False
+    elapsed = (utcnow() - session.started_at).total_seconds()
+    if elapsed < session.max_duration_seconds:
+        return False
+    _halt(db, session, S.TIMEOUT)
+    session.error = f"Ran longer than max_duration_seconds={session.max_duration_seconds}."
+    record_event(db, session.id, "session.timeout", elapsed_s=round(elapsed, 1))
+    return True
+
+
+def _reset_for_retry(db: DbSession, session: Session) -> None:
+    """Failed, cancelled and skipped tasks run again with fresh attempts; completed ones never."""
+    _set_tasks(db, session.id, RERUNNABLE + UNFINISHED, T.PENDING, attempt=0, error=None,
+               finished_at=None)  # fmt: skip
+    session.error = None
+    session.finished_at = None
+
+
+def restore_checkpoint(db: DbSession, session_id: str, checkpoint_id: int) -> Session:
+    """Return a stopped, failed, timed-out or paused session to the state of a checkpoint.
+
+    Tasks completed at or before the checkpoint keep their results; every other task runs
+    again. The session is queued; the caller enqueues its launch.
+    """
+    session = _lock(db, session_id)
+    checkpoint = db.get(Checkpoint, checkpoint_id)
+    if checkpoint is None or checkpoint.session_id != session_id:
+        raise NotFound(f"Checkpoint {checkpoint_id} of session {session_id} not found.")
+    if session.status not in (S.FAILED, S.TIMEOUT, S.STOPPED, S.PAUSED):
+        error = InvalidTransition("session", session.status.value, S.QUEUED.value, [])
+        error.args = (f"Cannot restore a session that is {session.status.value}.",)
+        error.allowed = allowed_actions(session.status)
+        raise error
+    kept = set(
+        db.scalars(
+            select(Checkpoint.task_id).where(
+                Checkpoint.session_id == session_id,
+                Checkpoint.sequence <= checkpoint.sequence,
+                Checkpoint.kind == "task",
+                Checkpoint.data["status"].astext == T.COMPLETED.value,
+            )
+        )
+    )
+    if not kept and checkpoint.kind != "task":
+        raise ValidationFailed("That checkpoint records no completed task to restore to.")
+    session.epoch += 1
+    db.execute(
+        update(SessionTask)
+        .where(SessionTask.session_id == session_id, SessionTask.id.not_in(kept or [""]))
+        .values(status=T.PENDING, attempt=0, result=None, error=None, finished_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if session.status is not S.PAUSED:
+        session.transition_to(S.PENDING)
+    session.transition_to(S.QUEUED)
+    session.error = None
+    session.finished_at = None
+    record_event(db, session.id, "session.restored", checkpoint_id=checkpoint_id,
+                 sequence=checkpoint.sequence, kept=len(kept))  # fmt: skip
+    return session

@@ -1,0 +1,79 @@
+"""Beat jobs that keep sessions healthy: the timeout watchdog and the reconciler.
+
+Each beat job only finds due ids and fans out one guarded, idempotent task per id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import shared_task
+from flask import current_app
+
+from app.services import lifecycle, recovery
+
+from .sessions import in_transaction, launch
+
+logger = logging.getLogger(__name__)
+
+BROKER_QUEUES = ("agents", "control")
+PRIORITY_STEPS = range(10)
+
+
+def broker_messages(broker_url: str) -> str:
+    """Every message the broker holds (queued or delivered but unacknowledged), as one text."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=5)
+    try:
+        keys = [
+            queue if step == 0 else f"{queue}:{step}"
+            for queue in BROKER_QUEUES
+            for step in PRIORITY_STEPS
+        ]
+        pipe = client.pipeline()
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        pipe.hvals("unacked")
+        chunks = [item for result in pipe.execute() for item in result]
+    finally:
+        client.close()
+    return "\n".join(chunk.decode("utf-8", "replace") for chunk in chunks)
+
+
+@shared_task(name="recovery.watchdog", ignore_result=True)
+def watchdog() -> int:
+    """Find sessions past their max duration and time each one out."""
+    due = in_transaction(recovery.sessions_past_deadline)
+    for session_id in due:
+        enforce_timeout.delay(session_id)
+    return len(due)
+
+
+@shared_task(name="recovery.enforce_timeout", ignore_result=True)
+def enforce_timeout(session_id: str) -> None:
+    """Time out one session if it is still past its deadline (idempotent)."""
+    in_transaction(lifecycle.time_out, session_id)
+
+
+@shared_task(name="recovery.reconcile", ignore_result=True)
+def reconcile() -> int:
+    """Find sessions whose work was lost and relaunch each one; orphan children of halted parents."""
+    config = current_app.config
+    messages = broker_messages(config["CELERY_BROKER_URL"])
+    lost = in_transaction(
+        recovery.find_lost_work,
+        config["TASK_LEASE_SECONDS"],
+        config["DISPATCH_GRACE_SECONDS"],
+        lambda task_id: task_id in messages,
+    )
+    for session_id, reason in lost.items():
+        relaunch.delay(session_id, reason)
+    in_transaction(recovery.orphan_children_of_halted_parents)
+    return len(lost)
+
+
+@shared_task(name="recovery.relaunch", ignore_result=True)
+def relaunch(session_id: str, reason: str) -> None:
+    """Requeue one session whose work was lost, then launch it under a new epoch."""
+    if in_transaction(recovery.requeue_lost, session_id, reason):
+        launch.delay(session_id)
