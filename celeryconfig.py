@@ -34,7 +34,10 @@ task_routes = {
     "sessions.run_task": {"queue": "agents"},
     "sessions.launch": {"queue": "control"},
     "recovery.*": {"queue": "control"},
+    "maintenance.*": {"queue": "control"},
 }
+# Task modules beyond those the app's Celery instance includes.
+imports = ("tasks.maintenance",)
 task_default_priority = 2
 
 task_soft_time_limit = 24 * 3600
@@ -43,6 +46,12 @@ task_time_limit = 24 * 3600 + 60
 # Flower and monitoring.
 worker_send_task_events = True
 task_send_sent_event = True
+
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
 
 # Maintenance jobs; each only finds due ids and fans out guarded tasks.
 beat_schedule: dict = {
@@ -53,5 +62,35 @@ beat_schedule: dict = {
     "reconcile-lost-work": {
         "task": "recovery.reconcile",
         "schedule": float(os.environ.get("RECONCILE_INTERVAL_SECONDS", "10")),
+    },
+    # Operations jobs (tasks/maintenance.py); BEAT_<JOB>_SECONDS changes how often each runs.
+    "agent-health-checks": {
+        "task": "maintenance.agent_health",
+        "schedule": _seconds("BEAT_AGENT_HEALTH_SECONDS", 30),
+        "kwargs": {
+            "heartbeat_timeout_s": _seconds("AGENT_HEARTBEAT_TIMEOUT_SECONDS", 120),
+            "failures_before_unhealthy": int(os.environ.get("AGENT_FAILURES_BEFORE_UNHEALTHY", "2")),
+        },
+    },
+    "retention": {
+        "task": "maintenance.retention",
+        "schedule": _seconds("BEAT_RETENTION_SECONDS", 3600),
+        "kwargs": {
+            "older_than_days": _seconds("RETENTION_DAYS", 30),
+            "job_runs_days": _seconds("JOB_RUNS_RETENTION_DAYS", 14),
+        },
+    },
+    "worktree-cleanup": {
+        "task": "maintenance.worktree_cleanup",
+        "schedule": _seconds("BEAT_WORKTREE_CLEANUP_SECONDS", 600),
+        "kwargs": {
+            "grace_s": _seconds("WORKTREE_GRACE_SECONDS", 3600),
+            "retryable_grace_s": _seconds("WORKTREE_RETRYABLE_GRACE_SECONDS", 7 * 86400),
+        },
+    },
+    "deadlock-detection": {
+        "task": "maintenance.deadlocks",
+        "schedule": _seconds("BEAT_DEADLOCKS_SECONDS", 30),
+        "kwargs": {"namespace": os.environ.get("LOCK_NAMESPACE", "orch")},
     },
 }

@@ -1,4 +1,9 @@
-"""The `orchestrator` command: run the standalone stack, submit and watch sessions."""
+"""The `orchestrator` command: run the standalone stack; submit, watch, list, cancel and retry
+sessions; register agents; manage API tokens.
+
+Exit codes: 0 ok, 1 the session failed, 2 usage or validation error, 3 the API (or database)
+is unreachable, 4 authentication or permission refused.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +19,169 @@ import requests
 
 from . import progress
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH = 0, 1, 2, 3, 4
+SUCCEEDED = ("completed", "partially_completed")
 
 
-def _api(args) -> str:
-    return args.api.rstrip("/")
+class CliError(Exception):
+    """A failure to report on stderr, with the exit code that says what kind it was."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"orchestrator: {message}", file=sys.stderr)
-    return code
+class ApiClient:
+    """Calls on the orchestrator API with the bearer token; errors become CliErrors."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = requests.Session()
+        self.http.headers.update(self.headers)
+
+    def call(self, method: str, path: str, **kwargs):
+        """The decoded JSON answer of one request."""
+        try:
+            response = self.http.request(method, self.base_url + path, timeout=30, **kwargs)
+        except requests.RequestException as error:
+            raise unreachable(self.base_url, error) from error
+        check(response)
+        return response.json() if response.content else None
+
+
+def unreachable(base_url: str, error: Exception) -> CliError:
+    """The error for an API that did not answer."""
+    return CliError(f"the API at {base_url} is unreachable: {error}", EXIT_UNAVAILABLE)
+
+
+def check(response: requests.Response) -> None:
+    """Raise the CliError that an error answer means."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text[:300]}
+    message = body.get("message") or response.reason
+    errors = f" {json.dumps(body['errors'])}" if body.get("errors") else ""
+    if response.status_code in (401, 403):
+        hint = " Pass --token or set ORCH_TOKEN." if response.status_code == 401 else ""
+        raise CliError(f"{message}{hint}", EXIT_AUTH)
+    if response.status_code >= 500:
+        raise CliError(f"the API failed ({response.status_code}): {message}", EXIT_UNAVAILABLE)
+    raise CliError(f"rejected ({response.status_code}): {message}{errors}", EXIT_USAGE)
+
+
+def _client(args) -> ApiClient:
+    return ApiClient(args.api, args.token)
 
 
 def _session_exit_code(session: dict) -> int:
-    return EXIT_OK if session["status"] in ("completed", "partially_completed") else EXIT_FAILED
+    return EXIT_OK if session["status"] in SUCCEEDED else EXIT_FAILED
+
+
+def _watch(args, session_id: str) -> int:
+    client = _client(args)
+    try:
+        final = progress.watch(client.base_url, session_id, headers=client.headers)
+    except requests.HTTPError as error:
+        check(error.response)
+        raise
+    except requests.RequestException as error:
+        raise unreachable(client.base_url, error) from error
+    return _session_exit_code(final)
+
+
+def _read_json(path: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CliError(f"cannot read {path}: {error}", EXIT_USAGE) from error
+
+
+def cmd_submit(args) -> int:
+    """Submit a session from a JSON file (title, prompt, dag) or from a prompt to be planned."""
+    if bool(args.file) == bool(args.prompt):
+        raise CliError("give either a JSON FILE or --prompt TEXT", EXIT_USAGE)
+    body = _read_json(args.file) if args.file else {"prompt": args.prompt}
+    if args.title:
+        body["title"] = args.title
+    body.setdefault("title", (body.get("prompt") or "session")[:80])
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    session = _client(args).call("POST", "/api/v1/sessions", json=body, headers=headers)
+    print(session["id"], flush=True)
+    return _watch(args, session["id"]) if args.watch else EXIT_OK
+
+
+def cmd_watch(args) -> int:
+    """Show a session's progress until it finishes."""
+    return _watch(args, args.session_id)
+
+
+def cmd_list(args) -> int:
+    """List sessions, newest first."""
+    params = {"page": args.page, "page_size": args.page_size}
+    if args.status:
+        params["status"] = args.status
+    page = _client(args).call("GET", "/api/v1/sessions", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return EXIT_OK
+    for session in page["items"]:
+        counts = session.get("progress", {}).get("by_status", {})
+        done = sum(counts.get(s, 0) for s in progress.DONE)
+        total = session.get("progress", {}).get("total", 0)
+        print(f"{session['id']}  {session['status']:<19} {done:>3}/{total:<3} "
+              f"{session['created_at'][:19]}  {session['title']}")  # fmt: skip
+    print(f"({len(page['items'])} of {page['total']})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_action(args) -> int:
+    """Cancel or retry a session."""
+    result = _client(args).call("POST", f"/api/v1/sessions/{args.session_id}/{args.action}")
+    print(f"{result['id']} {result['status']}")
+    return _watch(args, args.session_id) if getattr(args, "watch", False) else EXIT_OK
+
+
+def cmd_agents_list(args) -> int:
+    """List registered agents."""
+    agents = _client(args).call("GET", "/api/v1/agents")
+    if args.json:
+        print(json.dumps(agents, indent=2))
+        return EXIT_OK
+    for agent in agents:
+        print(f"{agent['id']}  {agent['name']:<24} {agent['driver']:<8} {agent['status']:<9} "
+              f"capacity {agent['capacity']}  {', '.join(agent['capabilities'])}")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_agents_register(args) -> int:
+    """Register an agent from flags or a JSON file (flags override the file)."""
+    body = _read_json(args.file) if args.file else {}
+    flags = {"name": args.name, "type": args.type, "driver": args.driver,
+             "endpoint": args.endpoint, "model": args.model, "capacity": args.capacity,
+             "capabilities": args.capability}  # fmt: skip
+    body.update({key: value for key, value in flags.items() if value})
+    missing = [key for key in ("name", "type", "driver", "capabilities") if not body.get(key)]
+    if missing:
+        raise CliError(f"missing {', '.join(missing)} (flags or --file)", EXIT_USAGE)
+    agent = _client(args).call("POST", "/api/v1/agents", json=body)
+    print(f"{agent['id']} {agent['name']}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `orchestrator` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliError as error:
+        print(f"orchestrator: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        return 130
 
 
 def _raise_interrupt(signum, _frame) -> None:
@@ -36,6 +190,7 @@ def _raise_interrupt(signum, _frame) -> None:
 
 def cmd_standalone(args) -> int:
     """Start everything, submit the example session, watch it, serve until Ctrl-C."""
+    from .cli_tokens import issue_standalone_token
     from .example import EXAMPLE_AGENTS, EXAMPLE_SESSION
     from .stack import Stack
 
@@ -46,82 +201,56 @@ def cmd_standalone(args) -> int:
     try:
         stack.start_services()
         stack.migrate()
+        token = issue_standalone_token(stack.env["DATABASE_URL"], stack.home / "admin-token")
         stack.start_processes()
         user, _, password = stack.env["FLOWER_BASIC_AUTH"].partition(":")
         print(f"  API         {stack.api_url}   (docs: {stack.api_url}/api/docs)")
+        print(f"  API token   {token}   (admin; also in {stack.home / 'admin-token'})")
+        print(f"  Metrics     {stack.api_url}/metrics   (with the token)")
         print(f"  Flower      {stack.flower_url}   (user {user}, password {password})")
         print(f"  Logs        {stack.home}/*.log\n")
+        client = ApiClient(stack.api_url, token)
         if not args.no_example:
-            session = submit_example(stack.api_url, EXAMPLE_AGENTS, EXAMPLE_SESSION)
+            session = submit_example(client, EXAMPLE_AGENTS, EXAMPLE_SESSION)
             print(f"Example session {session['id']}:")
-            final = progress.watch(stack.api_url, session["id"])
+            final = progress.watch(stack.api_url, session["id"], headers=client.headers)
             print(f"\nThe example session ended {final['status']}; its files are in "
                   f"{final.get('workdir')}.")  # fmt: skip
-        print(f"Serving. Submit more with: orchestrator submit --api {stack.api_url} FILE")
+        print(f"Serving. Submit more with:\n  export ORCH_TOKEN=$(cat {stack.home}/admin-token)\n"
+              f"  orchestrator --api {stack.api_url} submit FILE --watch")  # fmt: skip
         while True:
             stack.check_children()
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nStopping…")
         return EXIT_OK
-    except RuntimeError as error:
-        return _fail(str(error), EXIT_FAILED)
+    except (RuntimeError, CliError) as error:
+        print(f"orchestrator: {error}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         stack.stop()
 
 
-def submit_example(api_url: str, agents: list[dict], session: dict) -> dict:
+def submit_example(client: ApiClient, agents: list[dict], session: dict) -> dict:
     """Register the example agents (once) and submit the example session."""
-    existing = {a["name"] for a in requests.get(f"{api_url}/api/v1/agents", timeout=10).json()}
+    existing = {agent["name"] for agent in client.call("GET", "/api/v1/agents")}
     for agent in agents:
         if agent["name"] not in existing:
-            requests.post(f"{api_url}/api/v1/agents", json=agent, timeout=10).raise_for_status()
-    response = requests.post(f"{api_url}/api/v1/sessions", json=session, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
-def cmd_submit(args) -> int:
-    """Submit a session from a JSON file (title, prompt, dag) and optionally watch it."""
-    try:
-        body = json.loads(Path(args.file).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        return _fail(f"cannot read {args.file}: {error}", EXIT_USAGE)
-    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    try:
-        response = requests.post(
-            f"{_api(args)}/api/v1/sessions", json=body, headers=headers, timeout=30
-        )
-    except requests.RequestException as error:
-        return _fail(f"the API at {_api(args)} is unreachable: {error}", EXIT_UNAVAILABLE)
-    if response.status_code >= 400:
-        detail = response.json() if response.content else {}
-        return _fail(f"rejected ({response.status_code}): {json.dumps(detail)}", EXIT_USAGE)
-    session = response.json()
-    print(session["id"])
-    if args.watch:
-        return _session_exit_code(progress.watch(_api(args), session["id"]))
-    return EXIT_OK
-
-
-def cmd_watch(args) -> int:
-    """Show a session's progress until it finishes."""
-    try:
-        return _session_exit_code(progress.watch(_api(args), args.session_id))
-    except requests.HTTPError as error:
-        return _fail(f"{error.response.status_code}: {error.response.text}", EXIT_USAGE)
-    except requests.RequestException as error:
-        return _fail(f"the API at {_api(args)} is unreachable: {error}", EXIT_UNAVAILABLE)
+            client.call("POST", "/api/v1/agents", json=agent)
+    return client.call("POST", "/api/v1/sessions", json=session)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
-    parser.add_argument(
-        "--api", default=os.environ.get("ORCH_API_URL", "http://127.0.0.1:5000"),
-        help="the API's base URL (env ORCH_API_URL)",
-    )  # fmt: skip
-    commands = parser.add_subparsers(dest="command", required=True)
+    from . import cli_tokens
+
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api", default=os.environ.get("ORCH_API_URL", "http://127.0.0.1:5000"),
+                        help="the API's base URL (env ORCH_API_URL)")
+    parser.add_argument("--token", default=os.environ.get("ORCH_TOKEN"),
+                        help="an API token (env ORCH_TOKEN)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     standalone = commands.add_parser("standalone", help="run the whole stack on this machine")
     standalone.add_argument("--home", default=os.environ.get("ORCH_HOME", ".standalone"))
@@ -129,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     standalone.add_argument("--no-example", action="store_true", help="do not submit the example")
     standalone.set_defaults(handler=cmd_standalone)
 
-    submit = commands.add_parser("submit", help="submit a session from a JSON file")
-    submit.add_argument("file")
+    submit = commands.add_parser("submit", help="submit a session from a JSON file or a prompt")
+    submit.add_argument("file", nargs="?", help="JSON with title, prompt and optionally dag")
+    submit.add_argument("--prompt", help="plan a session from this request instead of a file")
+    submit.add_argument("--title")
     submit.add_argument("--watch", action="store_true", help="show progress until it ends")
     submit.add_argument("--idempotency-key")
     submit.set_defaults(handler=cmd_submit)
@@ -138,14 +269,42 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="show a session's progress until it ends")
     watch.add_argument("session_id")
     watch.set_defaults(handler=cmd_watch)
+
+    listing = commands.add_parser("list", help="list sessions, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--page", type=int, default=1)
+    listing.add_argument("--page-size", type=int, default=20)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list)
+
+    for action, text in (("cancel", "cancel a session"), ("retry", "retry what did not complete")):
+        sub = commands.add_parser(action, help=text)
+        sub.add_argument("session_id")
+        if action == "retry":
+            sub.add_argument("--watch", action="store_true")
+        sub.set_defaults(handler=cmd_action, action=action)
+
+    agents = commands.add_parser("agents", help="list or register agents")
+    agent_commands = agents.add_subparsers(dest="agents_command", required=True)
+    agents_list = agent_commands.add_parser("list", help="list agents")
+    agents_list.add_argument("--json", action="store_true")
+    agents_list.set_defaults(handler=cmd_agents_list)
+    register = agent_commands.add_parser("register", help="register an agent")
+    register.add_argument("--file", help="JSON body of the agent (flags override it)")
+    register.add_argument("--name")
+    register.add_argument("--type", help="architect, implementer, reviewer, …")
+    register.add_argument("--driver", help="shell or opencode")
+    register.add_argument("--capability", action="append", help="repeat for each capability")
+    register.add_argument("--endpoint", help="the OpenCode server's URL")
+    register.add_argument("--model")
+    register.add_argument("--capacity", type=int)
+    register.set_defaults(handler=cmd_agents_register)
+
+    cli_tokens.add_commands(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `orchestrator` command."""
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
+if __name__ == "__main__":  # `python -m app.cli`: run the one `app.cli` module, not a copy
+    from app.cli import main as installed_main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(installed_main())

@@ -11,7 +11,8 @@ script; one directive per line, run as successive model turns:
                                      else a ``write`` to ``<path>`` (ask only for outside paths)
 - ``SLOW:<secs>``                    a text reply streamed slowly over ``secs`` (ends the turn)
 - ``HTTP_ERROR:<code>[:<retry_after_ms>]``  answer every request of the turn with that status
-- ``PLAN_JSON:[<json>]``             a JSON plan as the text reply (ends the turn)
+- ``PLAN_JSON:[<json>]``             a JSON plan (default: a 3-task plan) as the text reply, or
+                                     as a ``StructuredOutput`` call when the prompt had `format`
 
 Any other text is echoed. After the last tool directive the reply is a short final text.
 Streaming requests always get SSE (a plain JSON body makes OpenCode loop forever). Title
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 MODEL_ID = "scripted"
 TOOL_DIRECTIVES = ("WRITE_FILE", "EDIT_FILE", "BASH", "ASK_PERMISSION")
 TURN_DIRECTIVES = ("SLOW", "HTTP_ERROR", "PLAN_JSON")
+STRUCTURED_TOOL = "StructuredOutput"  # offered by OpenCode when a prompt carries `format`
 DEFAULT_PLAN = {
     "tasks": [
         {"key": "design", "title": "Design the change", "depends_on": []},
@@ -59,6 +61,13 @@ def _text_of(content: Any) -> str:
 def _tokens(text: str) -> int:
     """A deterministic token count: one per four characters, at least one."""
     return max(1, (len(text) + 3) // 4)
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def parse_script(prompt: str) -> list[tuple[str, str]]:
@@ -228,7 +237,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif directive == "SLOW":
             self._reply(body, prompt_text, text="slow ", slow_seconds=float(arg or 5))
         elif directive == "PLAN_JSON":
-            self._reply(body, prompt_text, text=arg.strip() or json.dumps(DEFAULT_PLAN))
+            plan = arg.strip() or json.dumps(DEFAULT_PLAN)
+            if STRUCTURED_TOOL in tools and _is_json_object(plan):  # the prompt had `format`
+                self._reply(body, prompt_text, tool=(STRUCTURED_TOOL, json.loads(plan)))
+            else:
+                self._reply(body, prompt_text, text=plan)
         elif directive == "ECHO":
             self._reply(body, prompt_text, text=arg)
         else:

@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def reset_metrics_dir(path: Path) -> None:
+    """An empty Prometheus multiprocess directory: files of earlier runs would count again."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
 def port_or_free(preferred: int) -> int:
     """`preferred` if nothing listens there yet, else any free port."""
     with socket.socket() as sock:
@@ -72,6 +79,8 @@ class Stack:
             print("  Redis       from REDIS_URL")
         self.env.setdefault("WORKSPACE_ROOT", str(self.home / "work"))
         self.env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
+        self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.home / "metrics"))
+        reset_metrics_dir(Path(self.env["PROMETHEUS_MULTIPROC_DIR"]))
 
     def migrate(self) -> None:
         """Bring the database schema to the newest migration."""
@@ -83,10 +92,10 @@ class Stack:
             capture_output=True,
         )
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str], env: dict | None = None) -> None:
         log = open(self.home / f"{name}.log", "ab")
         self.children[name] = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
 
@@ -103,9 +112,12 @@ class Stack:
                                "-n", "standalone@%h"])  # fmt: skip
         self._spawn("beat", [*celery, "beat", "-l", "info",
                              "-s", str(self.home / "celerybeat-schedule")])  # fmt: skip
+        # Flower serves its own metrics; keep them out of the shared multiprocess directory.
+        flower_env = {k: v for k, v in self.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         self._spawn("flower", [*celery, "flower", f"--port={self.flower_port}",
                                "--address=127.0.0.1",
-                               f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}"])  # fmt: skip
+                               f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}"],
+                    env=flower_env)  # fmt: skip
         wait_for_port(self.api_port, timeout=60)
         self.wait_healthy()
 

@@ -37,6 +37,7 @@ def services():
             redis_url = valkey.start()
             started.append(valkey)
         database_url = fresh_database(database_url)
+        os.environ["ORCH_TOKEN"] = admin_token(database_url)
         yield database_url, redis_url, home
     finally:
         for server in reversed(started):
@@ -60,6 +61,26 @@ def fresh_database(server_url: str) -> str:
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True,
                    env={**os.environ, "DATABASE_URL": database_url}, capture_output=True)  # fmt: skip
     return database_url
+
+
+def admin_token(database_url: str) -> str:
+    """Create an admin API token in the benchmark's database and return its secret."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.services.tokens import create_token
+
+    engine = create_engine(database_url)
+    with Session(engine) as session, session.begin():
+        _, secret = create_token(session, "bench", ["admin"])
+    engine.dispose()
+    return secret
+
+
+def auth_headers() -> dict:
+    """The Authorization header for API calls (the token `services()` created)."""
+    token = os.environ.get("ORCH_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class Processes:
@@ -110,7 +131,9 @@ def wait_session(api: str, session_id: str, timeout: float = 600) -> dict:
     """Poll the API until the session finishes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = requests.get(f"{api}/api/v1/sessions/{session_id}", timeout=10).json()
+        body = requests.get(
+            f"{api}/api/v1/sessions/{session_id}", headers=auth_headers(), timeout=10
+        ).json()
         if body["status"] in ("completed", "failed", "partially_completed"):
             return body
         time.sleep(0.02)
@@ -121,4 +144,5 @@ def register_shell_agent(api: str, capacity: int) -> None:
     """Register one shell agent with every capability the benchmarks use."""
     body = {"name": f"bench-{uuid.uuid4().hex[:6]}", "type": "implementer", "driver": "shell",
             "capabilities": ["code_generation"], "capacity": capacity}  # fmt: skip
-    requests.post(f"{api}/api/v1/agents", json=body, timeout=10).raise_for_status()
+    response = requests.post(f"{api}/api/v1/agents", json=body, headers=auth_headers(), timeout=10)
+    response.raise_for_status()

@@ -1,7 +1,9 @@
 """Measure the time the opencode driver adds around each OpenCode turn (real server, fake model).
 
-Per turn: overhead = (run() called -> prompt_async sent) + (session.idle seen -> DriverResult
-returned). Both points come from the driver's own event timeline (`t_ms` since run() started).
+Per turn: overhead = (run() called -> prompt_async accepted with its 204) + (session.idle seen ->
+DriverResult returned). Both points come from the driver's own event timeline (`t_ms` since run()
+started). `overhead_to_post_*` stops the first part when the prompt_async request is sent instead,
+leaving OpenCode's own handling of that request (it stores the user message) out.
 Prints only `name: value` lines. Usage: python bench/opencode_overhead.py [--turns 20]
 """
 
@@ -93,7 +95,15 @@ def main() -> None:
                 model="fake/scripted",
             )
             driver = OpenCodeDriver()
-            overheads, before, after, turns, opencode_turns, cpu = [], [], [], [], [], []
+            overheads, to_post, before, after, turns, opencode_turns, cpu = (
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+                [],
+            )
             for index in range(args.turns + 1):
                 job = DriverJob(
                     session_id="bench",
@@ -114,6 +124,7 @@ def main() -> None:
                 if not result.succeeded:
                     raise SystemExit(f"turn {index} failed: {result.error}")
                 marks = {e["type"]: e["t_ms"] for e in result.events}
+                sent = next(e for e in result.events if e["type"] == "prompt.sent")
                 if index == 0:
                     print(
                         f"first_turn_ms: {total_ms:.1f}"
@@ -122,6 +133,7 @@ def main() -> None:
                 before.append(marks["prompt.sent"])
                 after.append(total_ms - marks["idle"])
                 overheads.append(before[-1] + after[-1])
+                to_post.append(sent["posted_ms"] + after[-1])
                 turns.append(total_ms)
                 opencode_turns.append(marks["idle"] - marks["prompt.sent"])
                 cpu.append(cpu_ms)
@@ -130,6 +142,8 @@ def main() -> None:
     print(f"turns: {len(turns)}")
     print(f"overhead_p50_ms: {statistics.median(overheads):.1f}")
     print(f"overhead_p99_ms: {percentile(overheads, 99):.1f}")
+    print(f"overhead_to_post_p50_ms: {statistics.median(to_post):.1f}")
+    print(f"overhead_to_post_p99_ms: {percentile(to_post, 99):.1f}")
     print(f"overhead_before_prompt_p50_ms: {statistics.median(before):.1f}")
     print(f"overhead_after_idle_p50_ms: {statistics.median(after):.1f}")
     print(f"turn_p50_ms: {statistics.median(turns):.1f}")

@@ -14,12 +14,18 @@ wait_for() {
 wait_for PostgreSQL "python -c \"import os,sqlalchemy as s; from app.config import _normalize_database_url as n; s.create_engine(n(os.environ['DATABASE_URL'])).connect().close()\""
 wait_for Redis "python -c \"import os,redis; redis.Redis.from_url(os.environ['REDIS_URL']).ping()\""
 
+# web, worker and beat write Prometheus metrics to one directory (a volume shared by their
+# containers); the web /metrics endpoint merges them. Flower keeps its own metrics.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/orchestrator-metrics}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 case "${1:-web}" in
   release) exec alembic upgrade head ;;
   web)     alembic upgrade head
            exec gunicorn --workers "${WEB_CONCURRENCY:-2}" --threads 4 --bind "0.0.0.0:${PORT:-5000}" wsgi:app ;;
   worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-20}" -l info ;;
   beat)    exec celery -A tasks.worker beat -l info -s /tmp/celerybeat-schedule ;;
-  flower)  exec celery -A tasks.worker flower --port="${FLOWER_PORT:-5555}" --basic-auth="${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}" ;;
+  flower)  unset PROMETHEUS_MULTIPROC_DIR
+           exec celery -A tasks.worker flower --port="${FLOWER_PORT:-5555}" --basic-auth="${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}" ;;
   *)       exec "$@" ;;
 esac

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,7 @@ class Context(Base):
     __table_args__ = (
         Index("uq_contexts_scope_owner_key", "scope", "owner_id", "key", unique=True,
               postgresql_nulls_not_distinct=True),
+        Index("ix_contexts_expires_at", "expires_at", postgresql_where="expires_at IS NOT NULL"),
     )  # fmt: skip
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -28,6 +29,8 @@ class Context(Base):
     value: Mapped[Any] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(Integer, default=1)
     source: Mapped[str | None] = mapped_column(String(200))
+    # A manual merge that met conflicts: {"merged", "conflicts", "source"} until it is resolved.
+    pending_merge: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
@@ -37,11 +40,10 @@ class ContextVersion(Base):
     """One past value of a context entry, with how it was produced and any conflicts."""
 
     __tablename__ = "context_versions"
+    __table_args__ = (UniqueConstraint("context_id", "version"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    context_id: Mapped[int] = mapped_column(
-        ForeignKey("contexts.id", ondelete="CASCADE"), index=True
-    )
+    context_id: Mapped[int] = mapped_column(ForeignKey("contexts.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     value: Mapped[Any] = mapped_column(JSONB)
     strategy: Mapped[str | None] = mapped_column(String(32))

@@ -68,6 +68,8 @@ class Session(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Which planner made the DAG and why (empty for a DAG the request carried).
+    plan_info: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())

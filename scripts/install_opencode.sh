@@ -6,7 +6,8 @@
 # install script) is used, with its `-baseline` variant on CPUs without AVX2; elsewhere the
 # `opencode-ai` shim package, whose postinstall links the right platform binary.
 #
-# Environment: OPENCODE_VERSION (default 1.18.33), OPENCODE_PREFIX (default <repo>/.cache/opencode).
+# Environment: OPENCODE_VERSION (default 1.18.33), OPENCODE_PREFIX (default <repo>/.cache/opencode),
+# OPENCODE_NPM_PACKAGE=opencode-ai to force the shim package on linux-x64 too.
 set -euo pipefail
 
 VERSION="${OPENCODE_VERSION:-1.18.33}"
@@ -15,23 +16,29 @@ PREFIX="${OPENCODE_PREFIX:-$ROOT/.cache/opencode}"
 
 os="$(uname -s)"
 arch="$(uname -m)"
-if [[ "$os" == "Linux" && "$arch" == "x86_64" ]]; then
+if [[ "$os" == "Linux" && "$arch" == "x86_64" && "${OPENCODE_NPM_PACKAGE:-}" != "opencode-ai" ]]; then
     package="opencode-linux-x64"
     if ! grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
         package="opencode-linux-x64-baseline"
     fi
     binary="$PREFIX/node_modules/$package/bin/opencode"
 else
-    package="opencode-ai"
-    binary="$PREFIX/node_modules/opencode-ai/bin/opencode.exe"
-    [[ "$os" == "Darwin" ]] && binary="$PREFIX/node_modules/opencode-ai/bin/opencode"
+    package="opencode-ai"  # its postinstall links the platform binary as bin/opencode.exe
 fi
+
+resolve_binary() {
+    if [[ "$package" == "opencode-ai" ]]; then
+        binary="$PREFIX/node_modules/opencode-ai/bin/opencode.exe"
+        [[ -x "$binary" ]] || binary="$PREFIX/node_modules/opencode-ai/bin/opencode"
+    fi
+}
 
 installed_version() {
     [[ -x "$binary" ]] || return 1
     "$binary" --version 2>/dev/null | tail -n 1 | tr -d '[:space:]'
 }
 
+resolve_binary
 if [[ "$(installed_version || true)" == "$VERSION" ]]; then
     echo "$binary"
     exit 0
@@ -43,11 +50,21 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 mkdir -p "$PREFIX"
+if command -v flock >/dev/null 2>&1; then  # one npm install at a time per prefix
+    exec 9>"$PREFIX/.install.lock"
+    flock 9
+    resolve_binary
+    if [[ "$(installed_version || true)" == "$VERSION" ]]; then
+        echo "$binary"
+        exit 0
+    fi
+fi
 [[ -f "$PREFIX/package.json" ]] || echo '{"name":"opencode-cache","private":true}' >"$PREFIX/package.json"
 echo "install_opencode: installing $package@$VERSION into $PREFIX" >&2
 npm install --prefix "$PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
     "$package@$VERSION" >&2
 
+resolve_binary
 got="$(installed_version || true)"
 if [[ "$got" != "$VERSION" ]]; then
     echo "install_opencode: expected opencode $VERSION at $binary, got '${got:-nothing}'" >&2

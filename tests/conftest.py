@@ -153,8 +153,44 @@ def app(database_url, redis_url, services_root):
     )
 
 
+ADMIN_TOKEN_ID = "00000000-0000-4000-8000-00000000ad01"
+
+
+@pytest.fixture(scope="session")
+def admin_token() -> str:
+    """The secret of an admin-scope API token that `client` sends (recreated after truncation)."""
+    from app.services.tokens import new_secret
+
+    return new_secret()
+
+
+def ensure_token(app, token_id: str, secret: str, scopes: list[str]) -> None:
+    """Insert an API token row with a known secret unless it is already there."""
+    from sqlalchemy.orm import Session as DbSession
+
+    from app.extensions import db as database
+    from app.services import tokens
+    from models import ApiToken
+
+    with DbSession(bind=database.engine) as session, session.begin():
+        if session.get(ApiToken, token_id) is None:
+            session.add(ApiToken(id=token_id, name=f"test-{scopes[-1]}", scopes=scopes,
+                                 prefix=secret[: tokens.PREFIX_LENGTH],
+                                 token_hash=tokens.hash_token(secret)))  # fmt: skip
+
+
 @pytest.fixture
-def client(app):
+def client(app, admin_token):
+    """A test client that sends an admin token, so every endpoint is reachable."""
+    ensure_token(app, ADMIN_TOKEN_ID, admin_token, ["admin"])
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token}"
+    return client
+
+
+@pytest.fixture
+def anonymous_client(app):
+    """A test client that sends no token."""
     return app.test_client()
 
 
@@ -216,10 +252,12 @@ class WorkerProcess:
             "-n", f"test-{uuid.uuid4().hex[:6]}@%h",
         ]  # fmt: skip
         log = open(self.log_path, "ab")
+        offset = self.log_path.stat().st_size
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
-        wait_until(lambda: b"ready." in self.log_path.read_bytes(), 60, message="worker ready")
+        wait_until(lambda: b" ready." in self.log_path.read_bytes()[offset:], 60,
+                   message="worker ready")  # fmt: skip
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -229,6 +267,11 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the worker, as a crash or an OOM kill would."""
+        self.process.kill()
+        self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -241,6 +284,12 @@ def worker_env(database_url, redis_url, services_root):
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "WORKSPACE_ROOT": str(services_root / "work"),
+        # Short leases so that tests of lost workers finish in seconds.
+        "TASK_LEASE_SECONDS": "4",
+        "TASK_HEARTBEAT_SECONDS": "1",
+        "DISPATCH_GRACE_SECONDS": "3",
+        "RECONCILE_INTERVAL_SECONDS": "1",
+        "WATCHDOG_INTERVAL_SECONDS": "1",
     }
 
 

@@ -2,7 +2,18 @@
 
 from flask_smorest import Api
 
-from . import agents, health, session_actions, session_events, sessions
+from . import (
+    agents,
+    contexts,
+    health,
+    maintenance,
+    plans,
+    session_actions,
+    session_dag,
+    session_events,
+    sessions,
+    tokens,
+)
 
 
 def register_blueprints(api: Api) -> None:
@@ -12,3 +23,8 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(sessions.blp)
     api.register_blueprint(session_actions.blp)
     api.register_blueprint(session_events.blp)
+    api.register_blueprint(plans.blp)
+    api.register_blueprint(session_dag.blp)
+    api.register_blueprint(contexts.blp)
+    api.register_blueprint(tokens.blp)
+    api.register_blueprint(maintenance.blp)

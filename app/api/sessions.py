@@ -17,6 +17,7 @@ from app.schemas.sessions import (
     SessionQuerySchema,
     SessionSchema,
 )
+from app.services import planning as planning_service
 from app.services import sessions as session_service
 from app.services.errors import ValidationFailed
 
@@ -35,6 +36,27 @@ def enqueue_launch(session) -> None:
         launch.apply_async((session.id,), priority=session.priority)
     except OperationalError as error:
         logger.warning("launch not enqueued session_id=%s error=%s", session.id, error)
+
+
+def _planned(data: dict, key: str | None, fingerprint: str | None) -> tuple[dict, str | None]:
+    """Plan a prompt-only request outside any transaction: (data with its dag, replayed id)."""
+    options = data.get("planning") or {}
+    with db.session.begin():
+        existing = key and session_service.find_by_idempotency_key(db.session, key, fingerprint)
+        if existing:
+            return data, existing.id
+        agent = None
+        if options.get("planner", "auto") == "auto":
+            agent = planning_service.find_planner_agent(db.session)
+    proposed = planning_service.propose_plan(
+        data["prompt"],
+        title=data.get("title"),
+        target_level=options.get("target_level", planning_service.DEFAULT_TARGET_LEVEL),
+        max_depth=options.get("max_depth", planning_service.DEFAULT_MAX_DEPTH),
+        agent=agent,
+        workdir=data.get("workdir"),
+    )
+    return planning_service.planned_session_data(data, proposed), None
 
 
 @blp.route("")
@@ -56,7 +78,7 @@ class Sessions(MethodView):
     @blp.alt_response(200, schema=SessionSchema, description="Replay of an Idempotency-Key.")
     @blp.alt_response(422, schema=ErrorResponseSchema, description="Invalid session or DAG.")
     def post(self, data):
-        """Submit a session with its DAG and start it"""
+        """Submit a session with its DAG (or only a prompt, to have it planned) and start it"""
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not 1 <= len(key) <= 200:
             raise ValidationFailed(
@@ -64,6 +86,10 @@ class Sessions(MethodView):
                 {IDEMPOTENCY_HEADER: ["Must be 1-200 characters."]},
             )
         fingerprint = session_service.request_fingerprint(request.get_json()) if key else None
+        if "dag" not in data:
+            data, replay = _planned(data, key, fingerprint)
+            if replay is not None:
+                return session_service.get_session(db.session, replay), 200
         with db.session.begin():
             session, created = session_service.create_session(
                 db.session,

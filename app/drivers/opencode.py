@@ -152,8 +152,9 @@ class OpenCodeDriver:
         turn.session_id = session["id"]
         self._wait_connected(turn.stream)
         text = job.prompt or job.description or job.title
+        posted_ms = round((time.monotonic() - turn.started) * 1000, 1)
         client.prompt_async(turn.session_id, text, job.agent.model)
-        turn.note("prompt.sent", opencode_session=turn.session_id)
+        turn.note("prompt.sent", opencode_session=turn.session_id, posted_ms=posted_ms)
         abort_reason = self._follow(job, cancel, client, turn)
         turn.stream.close()
         diff: Future[list[dict[str, Any]]] | None = None

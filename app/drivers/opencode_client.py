@@ -207,10 +207,6 @@ class OpenCodeClient:
             ) from exc
 
 
-class CircuitOpen(OpenCodeUnavailable):
-    """The breaker for this server is open: the call was not made."""
-
-
 class CircuitBreaker:
     """Closed → open after `threshold` failures in a row → half-open after `cooldown` → closed."""
 

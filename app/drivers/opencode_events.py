@@ -121,6 +121,8 @@ class EventStream:
         finally:
             if self._closing.is_set():
                 reason = "closed by us"
+            if self._conn is not None:
+                self._conn.close()
             self.closed = StreamClosed(reason, auth_failed)
             self._queue.put(self.closed)
             self._ready.set()

@@ -32,8 +32,6 @@ HEADLESS_PERMISSION = {
     "external_directory": "deny",
     "doom_loop": "deny",
 }
-
-
 INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install_opencode.sh"
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
 import subprocess
 import tempfile
+import sys
 import threading
+from collections.abc import Callable
 
 from .base import DriverJob, DriverResult
 
@@ -21,6 +25,23 @@ def _tail(path: str) -> str:
         handle.seek(0, os.SEEK_END)
         handle.seek(max(0, handle.tell() - TAIL_BYTES))
         return handle.read().decode("utf-8", errors="replace")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a child that gets SIGKILL when the worker thread that started it dies, so a
+    crashed worker leaves no command running behind it (the task runs again elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+PARENT_DEATH_SIGNAL = _die_with_parent()
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -70,6 +91,7 @@ class ShellDriver:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                preexec_fn=PARENT_DEATH_SIGNAL,
             )
             stopped = self._wait(process, job.timeout_seconds, cancel)
             stdout, stderr = _tail(out.name), _tail(err.name)

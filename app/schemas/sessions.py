@@ -1,6 +1,6 @@
 """Schemas for sessions and their DAG."""
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from models.enums import (
     AgentCapability,
@@ -12,6 +12,7 @@ from models.enums import (
 )
 
 from .common import PageArgsSchema
+from .plans import PlanOptionsSchema
 
 KEY = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", error="Use 1-100 letters, digits, _ . - characters."
@@ -75,7 +76,10 @@ class DagSchema(Schema):
 
 
 class SessionCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Required with a dag; a planned session gets one otherwise."},
+    )
     prompt = fields.String(required=True, validate=validate.Length(min=1, max=100000))
     description = fields.String(load_default="", validate=validate.Length(max=20000))
     type = fields.Enum(SessionType, by_value=True, load_default=SessionType.EXECUTION)
@@ -89,7 +93,15 @@ class SessionCreateSchema(Schema):
     agent_preferences = fields.Dict(load_default=dict)
     created_by = fields.String(load_default=None, validate=validate.Length(max=200))
     workdir = fields.String(load_default=None, validate=validate.Length(max=4000))
-    dag = fields.Nested(DagSchema, required=True)
+    dag = fields.Nested(
+        DagSchema, metadata={"description": "Without a dag, the prompt is planned into one."}
+    )
+    planning = fields.Nested(PlanOptionsSchema, metadata={"description": "Used without a dag."})
+
+    @validates_schema
+    def _title_with_dag(self, data, **kwargs):
+        if "dag" in data and not data.get("title"):
+            raise ValidationError("Missing data for required field.", "title")
 
 
 class TaskSchema(Schema):
@@ -138,6 +150,9 @@ class SessionSummarySchema(Schema):
     workdir = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     metrics = fields.Dict()
+    plan_info = fields.Dict(
+        metadata={"description": "Which planner made the DAG and why; {} for a given dag."}
+    )
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)

@@ -21,6 +21,7 @@ from . import dags
 from .agents import missing_capabilities
 from .errors import NotFound, ValidationFailed
 from .events import record_event
+from .planning import check_plan_capabilities
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +54,24 @@ def create_session(
     """Validate and persist a session with its DAG; return (session, created).
 
     With an idempotency key, a repeated request returns the session made the first time.
+    A planned DAG (`plan_info` set) must be covered by opencode agents: its tasks have no command.
     """
     if idempotency_key:
         existing = find_by_idempotency_key(db, idempotency_key, fingerprint or "")
         if existing is not None:
             return existing, False
     data = dict(data)
+    data.pop("planning", None)  # planning options only matter for a request without a dag
     task_specs = data.pop("dag")["tasks"]
     try:
         graph = dags.build_graph(task_specs)
     except dags.DagError as error:
         raise ValidationFailed("The DAG is invalid.", error.errors) from error
     _check_parent(db, data.get("parent_id"))
-    _check_capabilities(db, task_specs)
+    if data.get("plan_info"):
+        check_plan_capabilities(db, task_specs)
+    else:
+        _check_capabilities(db, task_specs)
     session_id = new_id()
     if not data.get("workdir"):
         data["workdir"] = os.path.join(workspace_root, session_id)

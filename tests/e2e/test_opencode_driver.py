@@ -401,3 +401,25 @@ def test_basic_auth(secured: OpenCodeServer, repo: Path) -> None:
         threading.Event(),
     )
     assert named.succeeded, named.error
+
+
+def test_scripted_plan_answers_a_structured_output_prompt(
+    opencode: OpenCodeServer, repo: Path
+) -> None:
+    params = {"directory": str(repo)}
+    session = requests.post(
+        opencode.url + "/session", params=params, json={"title": "plan"}, timeout=10
+    )
+    schema = {"type": "object", "required": ["tasks"], "properties": {"tasks": {"type": "array"}}}
+    body = {
+        "parts": [{"type": "text", "text": "PLAN_JSON:"}],
+        "format": {"type": "json_schema", "schema": schema, "retryCount": 1},
+    }
+    url = f"{opencode.url}/session/{session.json()['id']}/message"
+    reply = requests.post(url, params=params, json=body, timeout=60).json()
+    assert "error" not in reply["info"]
+    assert [t["key"] for t in reply["info"]["structured"]["tasks"]] == [
+        "design",
+        "implement",
+        "test",
+    ]

@@ -1,0 +1,156 @@
+"""Beat jobs that keep the system tidy: agent health checks, retention, worktree clean-up and
+breaking lock wait-for cycles. Each beat job finds due ids and fans out one guarded task per id;
+every run is recorded in `beat_job_runs` (see app/services/beat_jobs.py)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import networkx as nx
+import redis
+from celery import shared_task
+from flask import current_app
+
+from app.drivers.opencode_client import OpenCodeClient, Timeouts
+from app.locks import FairSemaphore, find_wait_for_cycles, wait_for_graph
+from app.logging_config import redact_text
+from app.services import beat_jobs, maintenance
+from app.services.maintenance import HealthPolicy
+from models.base import utcnow
+
+from .sessions import in_transaction
+
+logger = logging.getLogger(__name__)
+
+GUARD_SECONDS = 3600
+
+
+def _redis() -> redis.Redis:
+    clients = current_app.extensions.setdefault("maintenance_redis", {})
+    url = current_app.config["REDIS_URL"]
+    if url not in clients:
+        clients[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    return clients[url]
+
+
+def _first_delivery(key: str) -> bool:
+    """True for the first delivery of a fanned-out task, False for a duplicate."""
+    return bool(_redis().set(f"orch:maintenance:{key}", 1, nx=True, ex=GUARD_SECONDS))
+
+
+def fan_out(task, calls: list[tuple]) -> int:
+    """Enqueue `task` once per argument tuple; return how many were sent."""
+    for args in calls:
+        task.delay(*args)
+    return len(calls)
+
+
+# -- agent health ---------------------------------------------------------------------------
+@shared_task(name="maintenance.agent_health", ignore_result=True)
+@beat_jobs.beat_job("maintenance.agent_health")
+def agent_health(heartbeat_timeout_s: float = 120, failures_before_unhealthy: int = 2) -> dict:
+    """Check every watched agent: its heartbeat and, for OpenCode, GET /global/health."""
+    tick = utcnow().isoformat()
+    due = in_transaction(maintenance.agents_due_for_health_check)
+    calls = [(agent_id, tick, heartbeat_timeout_s, failures_before_unhealthy) for agent_id in due]
+    return {"agents": fan_out(check_agent, calls)}
+
+
+def probe(driver: str, endpoint: str | None, config: dict, timeout: float = 5.0) -> str | None:
+    """Why an OpenCode server is not healthy (GET /global/health), or None when it is."""
+    if not endpoint:
+        return "no endpoint configured"
+    client = OpenCodeClient(endpoint, username=config.get("username"),
+                            password=config.get("password"), retry_attempts=1,
+                            timeouts=Timeouts(connect=timeout, health=timeout))  # fmt: skip
+    try:
+        status = client.health()
+    except Exception as error:  # any failure to answer is the finding, not a crash
+        return redact_text(f"GET /global/health failed: {type(error).__name__}: {error}")[:500]
+    finally:
+        client.close()
+    if not isinstance(status, dict) or not status.get("healthy"):
+        return redact_text(f"server reports unhealthy: {status}")[:500]
+    return None
+
+
+@shared_task(name="maintenance.check_agent", ignore_result=True)
+def check_agent(
+    agent_id: str, tick: str, heartbeat_timeout_s: float = 120, failures_before_unhealthy: int = 2
+) -> str | None:
+    """Probe one agent (outside any transaction), then record the finding under its row lock."""
+    if not _first_delivery(f"agent_health:{agent_id}:{tick}"):
+        return None
+    target = in_transaction(maintenance.probe_target, agent_id)
+    if target is None:
+        return None
+    driver, endpoint, config = target
+    probed = driver == "opencode"
+    problem = probe(driver, endpoint, config) if probed else None
+    policy = HealthPolicy(timedelta(seconds=heartbeat_timeout_s), failures_before_unhealthy)
+    status = in_transaction(maintenance.record_health, agent_id, problem, probed, policy)
+    return status.value if status is not None else None
+
+
+# -- retention ------------------------------------------------------------------------------
+@shared_task(name="maintenance.retention", ignore_result=True)
+@beat_jobs.beat_job("maintenance.retention")
+def retention(older_than_days: float = 30, job_runs_days: float = 14) -> dict:
+    """Prune events and spare checkpoints of sessions finished long ago, and old job runs."""
+    older_than = timedelta(days=older_than_days)
+    due = in_transaction(maintenance.sessions_due_for_retention, older_than)
+    runs = in_transaction(beat_jobs.prune_runs, timedelta(days=job_runs_days))
+    return {"sessions": fan_out(prune_session, [(sid, older_than_days) for sid in due]),
+            "job_runs_deleted": runs}  # fmt: skip
+
+
+@shared_task(name="maintenance.prune_session", ignore_result=True)
+def prune_session(session_id: str, older_than_days: float = 30) -> dict:
+    """Prune one finished session (idempotent: a second run finds nothing left)."""
+    return in_transaction(maintenance.prune_session, session_id, timedelta(days=older_than_days))
+
+
+# -- worktrees ------------------------------------------------------------------------------
+@shared_task(name="maintenance.worktree_cleanup", ignore_result=True)
+@beat_jobs.beat_job("maintenance.worktree_cleanup")
+def worktree_cleanup(grace_s: float = 3600, retryable_grace_s: float = 7 * 86400) -> dict:
+    """Remove task worktrees and branches of sessions finished past their grace period."""
+    grace, retryable = timedelta(seconds=grace_s), timedelta(seconds=retryable_grace_s)
+    due = in_transaction(maintenance.sessions_due_for_worktree_cleanup, grace, retryable)
+    calls = [(session_id, grace_s, retryable_grace_s) for session_id in due]
+    return {"sessions": fan_out(clean_worktrees, calls)}
+
+
+@shared_task(name="maintenance.clean_worktrees", ignore_result=True)
+def clean_worktrees(
+    session_id: str, grace_s: float = 3600, retryable_grace_s: float = 7 * 86400
+) -> list[str] | None:
+    """Clean one session's worktrees if still due (a retried session is left alone)."""
+    grace, retryable = timedelta(seconds=grace_s), timedelta(seconds=retryable_grace_s)
+    return in_transaction(maintenance.clean_worktrees, session_id, grace, retryable)
+
+
+# -- wait-for cycles ------------------------------------------------------------------------
+@shared_task(name="maintenance.deadlocks", ignore_result=True)
+@beat_jobs.beat_job("maintenance.deadlocks")
+def deadlocks(namespace: str = "orch") -> dict:
+    """Find owners of Redis semaphores that wait for each other and break each cycle."""
+    graph = wait_for_graph(_redis(), namespace)
+    cycles = [list(cycle) for cycle in nx.simple_cycles(graph)]
+    if cycles:
+        logger.warning("wait-for cycles namespace=%s cycles=%s", namespace, cycles)
+    victims = maintenance.deadlock_victims(graph, cycles)
+    calls = [(owner, resource, namespace) for owner, resource in victims]
+    return {"cycles": len(cycles), "revocations": fan_out(break_deadlock, calls)}
+
+
+@shared_task(name="maintenance.break_deadlock", ignore_result=True)
+def break_deadlock(owner: str, resource: str, namespace: str = "orch") -> int:
+    """Revoke `owner`'s lease on `resource` if it is still part of a cycle (re-read now)."""
+    if not any(owner in cycle for cycle in find_wait_for_cycles(_redis(), namespace)):
+        logger.info("deadlock gone owner=%s resource=%s", owner, resource)
+        return 0
+    revoked = FairSemaphore(_redis(), resource, namespace=namespace).revoke(owner)
+    logger.warning("deadlock broken owner=%s resource=%s leases=%d", owner, resource, revoked)
+    return revoked
