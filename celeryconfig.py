@@ -48,7 +48,6 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 
-
 def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -69,7 +68,9 @@ beat_schedule: dict = {
         "schedule": _seconds("BEAT_AGENT_HEALTH_SECONDS", 30),
         "kwargs": {
             "heartbeat_timeout_s": _seconds("AGENT_HEARTBEAT_TIMEOUT_SECONDS", 120),
-            "failures_before_unhealthy": int(os.environ.get("AGENT_FAILURES_BEFORE_UNHEALTHY", "2")),
+            "failures_before_unhealthy": int(
+                os.environ.get("AGENT_FAILURES_BEFORE_UNHEALTHY", "2")
+            ),
         },
     },
     "retention": {

@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_PREFIXES = ("/api/v1/tokens", "/api/v1/maintenance")
 SCHEME = "bearerAuth"
-AUTH_DISABLED_PRINCIPAL = Principal("auth-disabled", "auth-disabled", tokens.granted_scopes(["admin"]))
+AUTH_DISABLED_PRINCIPAL = Principal(
+    "auth-disabled", "auth-disabled", tokens.granted_scopes(["admin"])
+)
 
 
 def env_flag(config: dict, name: str) -> bool:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -184,72 +182,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _raise_interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_standalone(args) -> int:
     """Start everything, submit the example session, watch it, serve until Ctrl-C."""
-    from .cli_tokens import issue_standalone_token
-    from .example import EXAMPLE_AGENTS, EXAMPLE_SESSION
-    from .stack import Stack
+    from .stack import run_standalone
 
-    stack = Stack(home=Path(args.home).resolve(), api_port=args.port)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupt)
-    print("Starting the orchestrator (Ctrl-C stops everything)")
-    try:
-        stack.start_services()
-        stack.migrate()
-        token = issue_standalone_token(stack.env["DATABASE_URL"], stack.home / "admin-token")
-        stack.start_processes()
-        user, _, password = stack.env["FLOWER_BASIC_AUTH"].partition(":")
-        print(f"  API         {stack.api_url}   (docs: {stack.api_url}/api/docs)")
-        print(f"  API token   {token}   (admin; also in {stack.home / 'admin-token'})")
-        print(f"  Metrics     {stack.api_url}/metrics   (with the token)")
-        print(f"  Flower      {stack.flower_url}   (user {user}, password {password})")
-        print(f"  Logs        {stack.home}/*.log\n")
-        client = ApiClient(stack.api_url, token)
-        if not args.no_example:
-            session = submit_example(client, EXAMPLE_AGENTS, EXAMPLE_SESSION)
-            print(f"Example session {session['id']}:")
-            final = progress.watch(stack.api_url, session["id"], headers=client.headers)
-            print(f"\nThe example session ended {final['status']}; its files are in "
-                  f"{final.get('workdir')}.")  # fmt: skip
-        print(f"Serving. Submit more with:\n  export ORCH_TOKEN=$(cat {stack.home}/admin-token)\n"
-              f"  orchestrator --api {stack.api_url} submit FILE --watch")  # fmt: skip
-        while True:
-            stack.check_children()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        print("\nStopping…")
-        return EXIT_OK
-    except (RuntimeError, CliError) as error:
-        print(f"orchestrator: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        stack.stop()
-
-
-def submit_example(client: ApiClient, agents: list[dict], session: dict) -> dict:
-    """Register the example agents (once) and submit the example session."""
-    existing = {agent["name"] for agent in client.call("GET", "/api/v1/agents")}
-    for agent in agents:
-        if agent["name"] not in existing:
-            client.call("POST", "/api/v1/agents", json=agent)
-    return client.call("POST", "/api/v1/sessions", json=session)
+    return run_standalone(Path(args.home).resolve(), args.port, example=not args.no_example)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from . import cli_tokens
 
-    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api", default=os.environ.get("ORCH_API_URL", "http://127.0.0.1:5000"),
-                        help="the API's base URL (env ORCH_API_URL)")
-    parser.add_argument("--token", default=os.environ.get("ORCH_TOKEN"),
-                        help="an API token (env ORCH_TOKEN)")
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--api",
+        default=os.environ.get("ORCH_API_URL", "http://127.0.0.1:5000"),
+        help="the API's base URL (env ORCH_API_URL)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("ORCH_TOKEN"), help="an API token (env ORCH_TOKEN)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     standalone = commands.add_parser("standalone", help="run the whole stack on this machine")

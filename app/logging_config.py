@@ -13,7 +13,9 @@ from typing import Any
 
 REDACTED = "***"
 ID_FIELDS = ("session_id", "task_id", "agent_id")
-SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential", re.I)
+SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential", re.I
+)
 # Names that contain a secret-looking word but hold figures: token counts, fencing tokens.
 NOT_SECRET_KEY = re.compile(r"tokens$|fenc|_(count|id|ids)$|prefix$|^(max|min|total)_", re.I)
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -158,7 +160,9 @@ def configure_logging(log_format: str | None = None, level: str | None = None) -
     handler = _StderrHandler()
     setattr(handler, _handler_marker, True)
     handler.addFilter(RedactSecrets())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT)
+    )
     root.addHandler(handler)
     root.setLevel(level)
 

@@ -156,3 +156,60 @@ class Stack:
                 process.wait()
         for server in reversed(self.embedded):
             server.stop()
+
+
+def _raise_interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def run_standalone(home: Path, port: int, example: bool = True) -> int:
+    """Start everything, submit the example session, watch it, serve until Ctrl-C."""
+    from . import progress
+    from .cli import EXIT_FAILED, EXIT_OK, ApiClient, CliError
+    from .cli_tokens import issue_standalone_token
+    from .example import EXAMPLE_AGENTS, EXAMPLE_SESSION
+
+    stack = Stack(home=home, api_port=port)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    print("Starting the orchestrator (Ctrl-C stops everything)")
+    try:
+        stack.start_services()
+        stack.migrate()
+        token = issue_standalone_token(stack.env["DATABASE_URL"], stack.home / "admin-token")
+        stack.start_processes()
+        user, _, password = stack.env["FLOWER_BASIC_AUTH"].partition(":")
+        print(f"  API         {stack.api_url}   (docs: {stack.api_url}/api/docs)")
+        print(f"  API token   {token}   (admin; also in {stack.home / 'admin-token'})")
+        print(f"  Metrics     {stack.api_url}/metrics   (with the token)")
+        print(f"  Flower      {stack.flower_url}   (user {user}, password {password})")
+        print(f"  Logs        {stack.home}/*.log\n")
+        client = ApiClient(stack.api_url, token)
+        if example:
+            session = submit_example(client, EXAMPLE_AGENTS, EXAMPLE_SESSION)
+            print(f"Example session {session['id']}:")
+            final = progress.watch(stack.api_url, session["id"], headers=client.headers)
+            print(f"\nThe example session ended {final['status']}; its files are in "
+                  f"{final.get('workdir')}.")  # fmt: skip
+        print(f"Serving. Submit more with:\n  export ORCH_TOKEN=$(cat {stack.home}/admin-token)\n"
+              f"  orchestrator --api {stack.api_url} submit FILE --watch")  # fmt: skip
+        while True:
+            stack.check_children()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping…")
+        return EXIT_OK
+    except (RuntimeError, CliError) as error:
+        print(f"orchestrator: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        stack.stop()
+
+
+def submit_example(client, agents: list[dict], session: dict) -> dict:
+    """Register the example agents (once) and submit the example session."""
+    existing = {agent["name"] for agent in client.call("GET", "/api/v1/agents")}
+    for agent in agents:
+        if agent["name"] not in existing:
+            client.call("POST", "/api/v1/agents", json=agent)
+    return client.call("POST", "/api/v1/sessions", json=session)

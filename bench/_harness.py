@@ -58,8 +58,13 @@ def fresh_database(server_url: str) -> str:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     database_url = url.set(database=name).render_as_string(hide_password=False)
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True,
-                   env={**os.environ, "DATABASE_URL": database_url}, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+    )
     return database_url
 
 
@@ -112,8 +117,19 @@ class Processes:
 
     def api(self) -> str:
         port = free_port()
-        self.start("web", [str(Path(sys.executable).parent / "gunicorn"), "--workers", "2",
-                           "--threads", "4", "--bind", f"127.0.0.1:{port}", "wsgi:app"])
+        self.start(
+            "web",
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "wsgi:app",
+            ],
+        )
         wait_for_port(port)
         return f"http://127.0.0.1:{port}"
 

@@ -28,6 +28,7 @@ class Agent(Base):
     preferred_technologies: Mapped[list[str]] = mapped_column(JSONB, default=list)
     avoided_technologies: Mapped[list[str]] = mapped_column(JSONB, default=list)
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    maintenance_reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[AgentStatus] = mapped_column(
         StrEnum(AgentStatus, "agent_status"), default=AgentStatus.ACTIVE
     )

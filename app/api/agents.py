@@ -1,14 +1,53 @@
-"""Agents: register and list the worker identities that tasks are routed to."""
+"""Agents: the registry of worker identities, their health and performance, and routing dry runs.
+
+DELETE refuses (409) while the agent has tasks assigned or in progress, otherwise marks it
+inactive (history is kept; PATCH status=active brings it back).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.extensions import db
-from app.schemas.agents import AgentCreateSchema, AgentQuerySchema, AgentSchema
+from app.schemas.agents import (
+    AgentCreateSchema,
+    AgentQuerySchema,
+    AgentSchema,
+    AgentUpdateSchema,
+    MaintenanceSchema,
+    RouteRequestSchema,
+    RoutingDecisionSchema,
+)
 from app.schemas.common import ErrorResponseSchema
 from app.services import agents as agent_service
+from app.services import routing
+from app.services.performance import agent_loads, performance_of
+from models import Agent
 
 blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents", description="Agent registry.")
+NOT_FOUND = {"schema": ErrorResponseSchema, "description": "No such agent."}
+
+
+class AgentView:
+    """An agent as the API shows it: its columns plus its performance figures."""
+
+    def __init__(self, agent: Agent, load: int):
+        self._agent = agent
+        self.performance = performance_of(agent, load)
+
+    def __getattr__(self, name: str):
+        return getattr(self._agent, name)
+
+
+def _shown(agent: Agent) -> AgentView:
+    return AgentView(agent, agent_service.busy_tasks(db.session, agent.id))
+
+
+def _plain(value):
+    return value.value if isinstance(value, Enum) else value
 
 
 @blp.route("")
@@ -16,10 +55,12 @@ class Agents(MethodView):
     @blp.arguments(AgentQuerySchema, location="query")
     @blp.response(200, AgentSchema(many=True))
     def get(self, filters):
-        """List agents"""
-        return agent_service.list_agents(
-            db.session, **{key: value.value for key, value in filters.items()}
+        """List agents, filtered by type, capability, status and maintenance"""
+        agents = agent_service.list_agents(
+            db.session, **{key: _plain(value) for key, value in filters.items()}
         )
+        loads = agent_loads(db.session)
+        return [AgentView(agent, loads.get(agent.id, 0)) for agent in agents]
 
     @blp.arguments(AgentCreateSchema)
     @blp.response(201, AgentSchema)
@@ -28,13 +69,75 @@ class Agents(MethodView):
         """Register an agent"""
         with db.session.begin():
             agent = agent_service.register_agent(db.session, **data)
-        return agent
+            return AgentView(agent, 0)
+
+
+@blp.route("/route")
+class Route(MethodView):
+    @blp.arguments(RouteRequestSchema)
+    @blp.response(200, RoutingDecisionSchema)
+    def post(self, args):
+        """Dry run: which agent a task would go to, every candidate's score and the reason"""
+        decision = routing.route(
+            db.session,
+            [_plain(capability) for capability in args["required_capabilities"]],
+            args["technologies"],
+            args["complexity"],
+            prefer_driver=_plain(args["prefer_driver"]),
+            require_driver=_plain(args["require_driver"]),
+        )
+        return {
+            "chosen": decision.chosen,
+            "candidates": decision.candidates,
+            "reason": decision.reason,
+            "weights": routing.WEIGHTS,
+        }
 
 
 @blp.route("/<agent_id>")
 class AgentItem(MethodView):
     @blp.response(200, AgentSchema)
-    @blp.alt_response(404, schema=ErrorResponseSchema, description="No such agent.")
+    @blp.alt_response(404, **NOT_FOUND)
     def get(self, agent_id):
         """Get an agent with its performance figures"""
-        return agent_service.get_agent(db.session, agent_id)
+        return _shown(agent_service.get_agent(db.session, agent_id))
+
+    @blp.arguments(AgentUpdateSchema)
+    @blp.response(200, AgentSchema)
+    @blp.alt_response(404, **NOT_FOUND)
+    @blp.alt_response(409, schema=ErrorResponseSchema, description="The name is taken.")
+    def patch(self, changes, agent_id):
+        """Change an agent's settings; status=active brings an unhealthy agent back"""
+        with db.session.begin():
+            return _shown(agent_service.update_agent(db.session, agent_id, **changes))
+
+    @blp.response(204)
+    @blp.alt_response(404, **NOT_FOUND)
+    @blp.alt_response(409, schema=ErrorResponseSchema, description="It has tasks in progress.")
+    def delete(self, agent_id):
+        """Deregister an idle agent (it becomes inactive)"""
+        with db.session.begin():
+            agent_service.deregister_agent(db.session, agent_id)
+
+
+@blp.route("/<agent_id>/maintenance")
+class Maintenance(MethodView):
+    @blp.arguments(MaintenanceSchema)
+    @blp.response(200, AgentSchema)
+    @blp.alt_response(404, **NOT_FOUND)
+    def post(self, args, agent_id):
+        """Turn maintenance on (out of routing) or off (resets health)"""
+        with db.session.begin():
+            agent = agent_service.set_maintenance(db.session, agent_id, args["on"], args["reason"])
+            return _shown(agent)
+
+
+@blp.route("/<agent_id>/heartbeat")
+class Heartbeat(MethodView):
+    @blp.response(200, AgentSchema)
+    @blp.alt_response(404, **NOT_FOUND)
+    @blp.alt_response(409, schema=ErrorResponseSchema, description="The agent is deregistered.")
+    def post(self, agent_id):
+        """Record that an agent is alive"""
+        with db.session.begin():
+            return _shown(agent_service.record_heartbeat(db.session, agent_id))

@@ -69,5 +69,7 @@ class RunJob(MethodView):
         try:
             result = celery.send_task(job, args=entry.get("args", ()), kwargs=entry.get("kwargs"))
         except OperationalError as error:
-            raise BrokerUnavailable(f"The broker is unreachable: {type(error).__name__}.") from error
+            raise BrokerUnavailable(
+                f"The broker is unreachable: {type(error).__name__}."
+            ) from error
         return {"job": job, "celery_task_id": result.id}

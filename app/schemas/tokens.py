@@ -18,7 +18,9 @@ class TokenCreateSchema(Schema):
 class TokenSchema(Schema):
     id = fields.String(dump_only=True)
     name = fields.String(dump_only=True)
-    prefix = fields.String(dump_only=True, metadata={"description": "The token's first characters."})
+    prefix = fields.String(
+        dump_only=True, metadata={"description": "The token's first characters."}
+    )
     scopes = fields.List(fields.String(), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     last_used_at = fields.DateTime(dump_only=True, allow_none=True)

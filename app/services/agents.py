@@ -1,4 +1,16 @@
-"""Agent registry and routing of tasks to the best available agent."""
+"""Agent registry: register, update, deregister, maintenance, heartbeats, and choose an agent.
+
+Deregistering refuses (Conflict) while the agent has tasks assigned or in progress; otherwise it
+marks the agent `inactive` rather than deleting it, so its history and figures stay attached to
+past tasks; PATCH status=active brings it back.
+
+Health: an agent leaves routing as `unhealthy` after a failure streak (task failures, see
+`performance.note_outcome`, or failed health checks). A heartbeat records that it is alive
+but reactivates an unhealthy agent only when its streak was already reset (by a successful
+health check, a successful task or an operator); otherwise the next health check, seeing the
+fresh heartbeat, decides. Operators reactivate directly with PATCH status=active or by turning
+maintenance off; both reset the streak.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +22,40 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from models import Agent, SessionTask
-from models.enums import AgentStatus, TaskStatus
+from models.base import utcnow
+from models.enums import AgentDriver, AgentStatus
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, ValidationFailed
+from .performance import BUSY_STATUSES, agent_loads
+from .routing import route
 
-BUSY_STATUSES = (TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS)
+__all__ = [
+    "agent_loads", "busy_tasks", "choose_agent", "deregister_agent", "get_agent", "list_agents",
+    "missing_capabilities", "record_heartbeat", "register_agent", "set_maintenance", "update_agent",
+]  # fmt: skip
+
+SETTABLE_STATUSES = (AgentStatus.ACTIVE, AgentStatus.INACTIVE)
+
+
+def _flush_unique(db: DbSession, name: str) -> None:
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError as error:
+        raise Conflict(f"An agent named '{name}' already exists.") from error
 
 
 def register_agent(db: DbSession, **fields: Any) -> Agent:
     """Register a new agent; its name must be unique."""
     agent = Agent(**fields)
     db.add(agent)
-    try:
-        with db.begin_nested():
-            db.flush()
-    except IntegrityError as error:
-        raise Conflict(f"An agent named '{fields['name']}' already exists.") from error
+    _flush_unique(db, fields["name"])
     return agent
 
 
-def get_agent(db: DbSession, agent_id: str) -> Agent:
-    """The agent with this id, or NotFound."""
-    agent = db.get(Agent, agent_id)
+def get_agent(db: DbSession, agent_id: str, *, lock: bool = False) -> Agent:
+    """The agent with this id (row-locked with `lock`), or NotFound."""
+    agent = db.get(Agent, agent_id, with_for_update=lock, populate_existing=lock)
     if agent is None:
         raise NotFound(f"Agent {agent_id} not found.")
     return agent
@@ -43,8 +67,9 @@ def list_agents(
     type: str | None = None,
     capability: str | None = None,
     status: str | None = None,
+    maintenance: bool | None = None,
 ) -> list[Agent]:
-    """Agents, filtered by type, capability and status, by name."""
+    """Agents, filtered by type, capability, status and maintenance, by name."""
     query = select(Agent).order_by(Agent.name)
     if type:
         query = query.where(Agent.type == type)
@@ -52,7 +77,85 @@ def list_agents(
         query = query.where(Agent.status == status)
     if capability:
         query = query.where(Agent.capabilities.contains([capability]))
+    if maintenance is not None:
+        query = query.where(Agent.maintenance.is_(maintenance))
     return list(db.scalars(query))
+
+
+def _reactivate(agent: Agent) -> None:
+    agent.status, agent.health_reason, agent.consecutive_failures = AgentStatus.ACTIVE, None, 0
+
+
+def update_agent(db: DbSession, agent_id: str, **changes: Any) -> Agent:
+    """Change an agent's settings; status may be set to active (resets health) or inactive."""
+    agent = get_agent(db, agent_id, lock=True)
+    status = changes.pop("status", None)
+    if status is not None and AgentStatus(status) not in SETTABLE_STATUSES:
+        message = "Only 'active' or 'inactive' can be set; 'unhealthy' is decided by health."
+        raise ValidationFailed(message, {"status": [message]})
+    driver = AgentDriver(changes.get("driver", agent.driver))
+    endpoint = changes.get("endpoint", agent.endpoint)
+    if driver is AgentDriver.OPENCODE and not endpoint:
+        message = "An opencode agent needs the URL of its server."
+        raise ValidationFailed(message, {"endpoint": [message]})
+    for name, value in changes.items():
+        setattr(agent, name, value)
+    if status is not None:
+        if AgentStatus(status) is AgentStatus.ACTIVE:
+            _reactivate(agent)
+        else:
+            agent.status = AgentStatus.INACTIVE
+    _flush_unique(db, agent.name)
+    return agent
+
+
+def busy_tasks(db: DbSession, agent_id: str) -> int:
+    """Number of tasks assigned to the agent or in progress on it."""
+    return db.scalar(
+        select(func.count()).where(
+            SessionTask.assigned_agent_id == agent_id, SessionTask.status.in_(BUSY_STATUSES)
+        )
+    )
+
+
+def deregister_agent(db: DbSession, agent_id: str) -> Agent:
+    """Take an idle agent out of service for good (inactive); Conflict while it has work."""
+    agent = get_agent(db, agent_id, lock=True)
+    busy = busy_tasks(db, agent_id)
+    if busy:
+        raise Conflict(
+            f"Agent {agent.name} has {busy} task(s) assigned or in progress; put it in "
+            "maintenance, wait for them to finish, then deregister it."
+        )
+    agent.status = AgentStatus.INACTIVE
+    db.flush()
+    return agent
+
+
+def set_maintenance(db: DbSession, agent_id: str, on: bool, reason: str | None = None) -> Agent:
+    """Put an agent in maintenance (out of routing) or take it out, which resets its health."""
+    agent = get_agent(db, agent_id, lock=True)
+    agent.maintenance = on
+    agent.maintenance_reason = reason if on else None
+    if not on and agent.status is AgentStatus.UNHEALTHY:
+        _reactivate(agent)
+    elif not on:
+        agent.consecutive_failures = 0
+    db.flush()
+    return agent
+
+
+def record_heartbeat(db: DbSession, agent_id: str) -> Agent:
+    """Record that the agent is alive; an unhealthy one returns to active only if its failure
+    streak was already reset. A deregistered (inactive) agent is refused."""
+    agent = get_agent(db, agent_id, lock=True)
+    if agent.status is AgentStatus.INACTIVE:
+        raise Conflict(f"Agent {agent.name} is deregistered; PATCH status=active to bring it back.")
+    agent.last_heartbeat_at = utcnow()
+    if agent.status is AgentStatus.UNHEALTHY and not agent.consecutive_failures:
+        agent.status, agent.health_reason = AgentStatus.ACTIVE, None
+    db.flush()
+    return agent
 
 
 def _routable(db: DbSession):
@@ -70,26 +173,22 @@ def missing_capabilities(db: DbSession, required_sets: Iterable[Iterable[str]]) 
     return sorted(set(missing))
 
 
-def agent_loads(db: DbSession) -> dict[str, int]:
-    """Number of tasks each agent is working on now."""
-    rows = db.execute(
-        select(SessionTask.assigned_agent_id, func.count())
-        .where(SessionTask.status.in_(BUSY_STATUSES), SessionTask.assigned_agent_id.is_not(None))
-        .group_by(SessionTask.assigned_agent_id)
-    )
-    return {agent_id: count for agent_id, count in rows}
+def choose_agent(
+    db: DbSession,
+    required: Iterable[str],
+    *,
+    technologies: Iterable[str] = (),
+    complexity: str | None = None,
+    prefer_driver: str | None = None,
+    require_driver: str | None = None,
+    allow_busy: bool = True,
+) -> Agent | None:
+    """The best-scoring routable agent for a task (see `routing.route`), or None.
 
-
-def choose_agent(db: DbSession, required: Iterable[str]) -> Agent | None:
-    """The routable agent with the required capabilities and the most spare capacity."""
-    needed = list(required)
-    candidates = [
-        agent for agent in db.scalars(_routable(db).where(Agent.capabilities.contains(needed)))
-    ]
-    if not candidates:
-        return None
-    loads = agent_loads(db)
-    return min(
-        candidates,
-        key=lambda agent: (loads.get(agent.id, 0) / max(agent.capacity, 1), agent.name),
-    )
+    With `allow_busy`, when every agent that fits is at capacity, the least loaded of them is
+    returned, so the task waits for a slot on it instead of being blocked.
+    """
+    decision = route(db, required, technologies, complexity, prefer_driver, require_driver)
+    if decision.chosen is None and allow_busy and decision.saturated:
+        return decision.saturated[0].agent
+    return decision.chosen

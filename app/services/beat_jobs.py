@@ -94,7 +94,7 @@ def overview(db_session: DbSession, schedule: dict) -> list[dict]:
     for job in sorted(set(entries) | set(latest)):
         name, entry = entries.get(job, (None, {}))
         every = entry.get("schedule")
-        seconds = getattr(every, "total_seconds", lambda: every)()
+        seconds = every.total_seconds() if hasattr(every, "total_seconds") else every
         jobs.append({
             "job": job,
             "entry": name,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 from app.workspaces import remove_worktrees
 from models import Agent, Checkpoint, Session, SessionEvent
 from models.base import utcnow
-from models.enums import SESSION_FINISHED, AgentDriver, AgentStatus, SessionStatus
+from models.enums import SESSION_FINISHED, AgentStatus, SessionStatus
 
 from .events import record_event
 
@@ -178,8 +178,9 @@ def clean_worktrees(
     if session is None:
         return None
     still_due = db.scalar(
-        select(Session.id).where(Session.id == session_id,
-                                 _finished_long_enough(grace, retryable_grace))  # fmt: skip
+        select(Session.id).where(
+            Session.id == session_id, _finished_long_enough(grace, retryable_grace)
+        )  # fmt: skip
     )
     already = db.scalar(
         select(SessionEvent.id).where(

@@ -59,7 +59,8 @@ def find_lost_work(
         select(Session.id).where(Session.status == S.QUEUED, Session.updated_at < grace_cutoff)
     )
     for session_id in queued:
-        lost[session_id] = "its launch never ran"
+        if not in_broker(session_id):
+            lost[session_id] = "its launch message is no longer in the broker"
     running = db.scalars(select(Session).where(Session.status.in_([S.RUNNING, S.DEGRADED])))
     for session in running:
         reason = _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker)

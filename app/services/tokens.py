@@ -86,7 +86,9 @@ def authenticate(db: DbSession, raw: str) -> Principal | None:
         return None
     digest = hash_token(raw)
     candidates = db.scalars(
-        select(ApiToken).where(ApiToken.prefix == raw[:PREFIX_LENGTH], ApiToken.revoked_at.is_(None))
+        select(ApiToken).where(
+            ApiToken.prefix == raw[:PREFIX_LENGTH], ApiToken.revoked_at.is_(None)
+        )
     )
     token = next((t for t in candidates if hmac.compare_digest(t.token_hash, digest)), None)
     if token is None:

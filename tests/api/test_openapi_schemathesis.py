@@ -11,8 +11,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.config import SchemathesisConfig
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -58,11 +58,11 @@ def quarantined_app(app, redis_url, admin_token, db):
 def seed(app, headers: dict) -> dict[str, str]:
     """Real ids for path parameters, so that success responses are checked too."""
     client = app.test_client()
-    agent = client.post("/api/v1/agents", headers=headers, json={
-        "name": "fuzz-target", "type": "implementer", "driver": "shell",
-        "capabilities": [c.value for c in AgentCapability]}).json  # fmt: skip
-    session = client.post("/api/v1/sessions", headers=headers, json={
-        "title": "fuzz", "prompt": "p", "dag": {"tasks": [{"key": "a", "command": "true"}]}}).json  # fmt: skip
+    capabilities = [capability.value for capability in AgentCapability]
+    agent = {"name": "fuzz", "type": "implementer", "driver": "shell", "capabilities": capabilities}
+    agent = client.post("/api/v1/agents", headers=headers, json=agent).json
+    body = {"title": "fuzz", "prompt": "p", "dag": {"tasks": [{"key": "a", "command": "true"}]}}
+    session = client.post("/api/v1/sessions", headers=headers, json=body).json
     token = client.post("/api/v1/tokens", headers=headers, json={"name": "x", "scopes": ["read"]})
     return {"agent_id": agent["id"], "session_id": session["id"], "token_id": token.json["id"],
             "job": "maintenance.deadlocks"}  # fmt: skip

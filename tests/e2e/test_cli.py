@@ -53,9 +53,9 @@ def stack(app, database_url, redis_url, tmp_path_factory):
     env.pop("ORCH_TOKEN", None)
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    web = subprocess.Popen([gunicorn, "--workers", "2", "--threads", "4", "--bind",
-                            f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
-                           stdout=open(home / "web.log", "ab"), stderr=subprocess.STDOUT)  # fmt: skip
+    command = [gunicorn, "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}"]
+    log = open(home / "web.log", "ab")
+    web = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=log)
     worker = WorkerProcess(env, home / "worker.log", concurrency=4)
     worker.start()
     url = f"http://127.0.0.1:{port}"
@@ -79,7 +79,9 @@ def write(path: Path, body: dict) -> str:
 
 
 def session_file(tmp_path: Path, name: str, *tasks: dict) -> str:
-    return write(tmp_path / f"{name}.json", {"title": name, "prompt": "p", "dag": {"tasks": list(tasks)}})
+    return write(
+        tmp_path / f"{name}.json", {"title": name, "prompt": "p", "dag": {"tasks": list(tasks)}}
+    )
 
 
 def test_tokens_agents_sessions_and_exit_codes(stack, db, tmp_path):
@@ -101,8 +103,9 @@ def test_tokens_agents_sessions_and_exit_codes(stack, db, tmp_path):
     assert stack.cli(*flags, token=reader)[0] == EXIT_AUTH
     assert stack.cli(*flags, token="orch_" + "x" * 43)[0] == EXIT_AUTH
     assert stack.cli(*flags, token=admin)[0] == EXIT_OK
-    agent_file = write(tmp_path / "agent.json", {"name": "cli-tester", "type": "reviewer",
-                                                  "driver": "shell", "capabilities": ["test_generation"]})  # fmt: skip
+    tester = {"name": "cli-tester", "type": "reviewer", "driver": "shell",
+              "capabilities": ["test_generation"]}  # fmt: skip
+    agent_file = write(tmp_path / "agent.json", tester)
     assert stack.cli("agents", "register", "--file", agent_file, token=admin)[0] == EXIT_OK
     code, agents, _ = stack.cli("agents", "list", token=reader)
     assert code == EXIT_OK and "cli-runner" in agents and "cli-tester" in agents
@@ -116,8 +119,8 @@ def test_tokens_agents_sessions_and_exit_codes(stack, db, tmp_path):
     good_id = out.splitlines()[0]
     assert "COMPLETED" in out and "build" in out and "[##########]" in out
     marker = tmp_path / "second-time"
-    flaky = session_file(tmp_path, "flaky", {"key": "once", "max_attempts": 1,
-                         "command": f"test -f {marker} || {{ touch {marker}; exit 3; }}"})  # fmt: skip
+    once = f"test -f {marker} || {{ touch {marker}; exit 3; }}"
+    flaky = session_file(tmp_path, "flaky", {"key": "once", "max_attempts": 1, "command": once})
     code, out, _ = stack.cli("submit", flaky, "--watch", token=admin)
     flaky_id = out.splitlines()[0]
     assert code == EXIT_FAILED and "FAILED" in out
@@ -138,7 +141,9 @@ def test_tokens_agents_sessions_and_exit_codes(stack, db, tmp_path):
     # Bad input is 2, an unreachable API 3, a revoked token 4.
     (tmp_path / "broken.json").write_text("{not json")
     assert stack.cli("submit", str(tmp_path / "broken.json"), token=admin)[0] == EXIT_USAGE
-    unknown = session_file(tmp_path, "unknown", {"key": "x", "required_capabilities": ["debugging"]})
+    unknown = session_file(
+        tmp_path, "unknown", {"key": "x", "required_capabilities": ["debugging"]}
+    )
     code, _, err = stack.cli("submit", unknown, token=admin)
     assert code == EXIT_USAGE and "debugging" in err
     assert stack.cli("list", token=admin, api="http://127.0.0.1:1")[0] == EXIT_UNAVAILABLE
@@ -157,8 +162,11 @@ def test_worker_metrics_and_json_logs_reach_the_operator(stack, db, tmp_path):
     headers = {"Authorization": f"Bearer {admin}"}
     assert requests.get(f"{stack.url}/metrics", timeout=10).status_code == 401
     text = requests.get(f"{stack.url}/metrics", headers=headers, timeout=10).text
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
     # Counted by the worker process, read by gunicorn through the multiprocess directory.
     key = ("orchestrator_celery_tasks_total", (("state", "success"), ("task", "sessions.run_task")))
     assert values.get(key, 0) >= 1

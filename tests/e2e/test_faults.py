@@ -3,34 +3,18 @@ Redis restarted empty and PostgreSQL restarted during a run. Each session still 
 completed task runs again and no result is written twice."""
 
 import contextlib
-import subprocess
-import sys
 import threading
 
 import pytest
 from sqlalchemy import func, select
 
 from models import Checkpoint, SessionEvent
-from tests.conftest import ROOT, wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 
 AGENT = {"name": "fault-runner", "type": "implementer", "capabilities": ["code_generation"],
          "driver": "shell", "capacity": 8}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def beat(worker_env, services_root):
-    """A real celery beat running the watchdog and the reconciler every second."""
-    log = open(services_root / "beat.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks.worker", "beat", "-l", "info",
-         "-s", str(services_root / "beat-schedule")],
-        cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    yield process
-    process.terminate()
-    process.wait(20)
 
 
 @pytest.fixture

@@ -39,7 +39,9 @@ def fanned_out(monkeypatch, redis_client):
 
 def last_run(db, job):
     db.expire_all()
-    return db.scalars(select(BeatJobRun).where(BeatJobRun.job == job).order_by(BeatJobRun.id.desc())).first()
+    return db.scalars(
+        select(BeatJobRun).where(BeatJobRun.job == job).order_by(BeatJobRun.id.desc())
+    ).first()
 
 
 def add_agent(db, name, driver="shell", **fields):
@@ -82,7 +84,9 @@ def test_agent_health_marks_unreachable_and_silent_agents_unhealthy_and_recovers
     flaky = add_agent(db, "oc-flaky", "opencode", endpoint=health_server)
     silent = add_agent(db, "shell-silent", last_heartbeat_at=utcnow() - timedelta(minutes=10))
     fresh = add_agent(db, "shell-fresh")
-    parked = add_agent(db, "oc-parked", "opencode", endpoint="http://127.0.0.1:9/", maintenance=True)
+    parked = add_agent(
+        db, "oc-parked", "opencode", endpoint="http://127.0.0.1:9/", maintenance=True
+    )
     off = add_agent(db, "oc-off", "opencode", endpoint="http://127.0.0.1:9/", status="inactive")
 
     Health.healthy = False
@@ -189,8 +193,8 @@ def test_worktree_cleanup_removes_branches_of_finished_sessions_after_their_grac
     assert f"orch/{failed}/a" in branches and paths[failed].exists()  # it may be retried
     assert f"orch/{fresh}/a" in branches and paths[fresh].exists()  # still in its grace period
     assert sorted(args[0] for _, args in fanned_out) == sorted([done, plain])
-    event = db.scalars(select(SessionEvent).where(SessionEvent.session_id == done,
-                                                  SessionEvent.type == "workspace.cleaned")).one()  # fmt: skip
+    cleaned = SessionEvent.session_id == done, SessionEvent.type == "workspace.cleaned"
+    event = db.scalars(select(SessionEvent).where(*cleaned)).one()
     assert event.data == {"branches": [f"orch/{done}/a"]}
 
     fanned_out.clear()

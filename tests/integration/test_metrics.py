@@ -55,7 +55,9 @@ def test_engine_observations_are_exposed(scrape, db):
 
     assert moved("orchestrator_task_queue_wait_seconds_count", agent="agent-m") == 1
     assert moved("orchestrator_task_queue_wait_seconds_sum", agent="agent-m") == 1.5
-    assert moved("orchestrator_task_duration_seconds_count", agent="agent-m", status="completed") == 1
+    assert (
+        moved("orchestrator_task_duration_seconds_count", agent="agent-m", status="completed") == 1
+    )
     assert moved("orchestrator_task_duration_seconds_count", agent="agent-m", status="failed") == 1
     assert moved("orchestrator_tokens_total", agent="agent-m", kind="input") == 10
     assert moved("orchestrator_tokens_total", agent="agent-m", kind="total") == 3

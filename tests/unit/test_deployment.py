@@ -18,7 +18,10 @@ ENV = {**os.environ, "SECRET_KEY": "x", "FLOWER_BASIC_AUTH": "admin:secret"}
 
 def compose_client() -> list[str] | None:
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -47,8 +50,9 @@ def test_compose_file_has_every_service_with_health_checks_and_start_order():
     assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy"
     assert services["beat"]["depends_on"]["web"]["condition"] == "service_healthy"
     env = services["web"]["environment"]
-    assert env["PROMETHEUS_MULTIPROC_DIR"] and "metrics:" + env["PROMETHEUS_MULTIPROC_DIR"] in (
-        services["worker"]["volumes"]
+    assert (
+        env["PROMETHEUS_MULTIPROC_DIR"]
+        and "metrics:" + env["PROMETHEUS_MULTIPROC_DIR"] in (services["worker"]["volumes"])
     )
     assert "--basic-auth" in (ROOT / "docker" / "entrypoint.sh").read_text()
 

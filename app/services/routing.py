@@ -1,0 +1,237 @@
+"""Routing: hard filters, then a weighted score in [0, 1], pick the best available agent for a task.
+
+Hard filters (each failing one is named in the candidate's `excluded_reason`): status active,
+not in maintenance, the driver the task requires (a task without a command needs `opencode`),
+every required capability, no avoided technology of the task, spare capacity (load < capacity).
+
+Score = sum of WEIGHTS[c] * c over the components c, each in [0, 1]:
+
+- capability_fit (0.30): required / agent capabilities (Jaccard; 1.0 for a task that requires
+  none). A specialist that has exactly what the task needs scores 1.0.
+- success_rate (0.25): (completed + 2) / (finished + 4), a Beta(2, 2) prior: 0.5 for a new
+  agent, so a newcomer outranks an agent with a poor record and is never scored 0.
+- load (0.20): spare capacity fraction, 1 - load / capacity.
+- technology (0.10): share of the task's technologies the agent prefers; 0.5 when the task
+  names none or the agent prefers none (neutral).
+- complexity_fit (0.15): COMPLEXITY_FIT[agent type][level]; 0.5 when the level is unknown.
+
+Ties are broken by name. `prefer_driver` is a soft filter: eligible agents with that driver
+rank ahead of the others whatever their scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from app.planning.complexity import ComplexityLevel
+from app.planning.errors import PlanningError
+from models import Agent
+from models.enums import AgentDriver, AgentStatus, AgentType
+
+from .errors import ValidationFailed
+from .performance import agent_loads, success_score
+
+WEIGHTS = {
+    "capability_fit": 0.30,
+    "success_rate": 0.25,
+    "load": 0.20,
+    "technology": 0.10,
+    "complexity_fit": 0.15,
+}
+NEUTRAL = 0.5
+AT_CAPACITY = "at capacity"
+# Fit of each agent type for tasks of each level: trivial, simple, moderate, complex, expert.
+# Architects, analysts and orchestrators plan big work; implementers are best at small tasks;
+# reviewers, debuggers and integrators peak at moderate ones.
+COMPLEXITY_FIT: dict[AgentType, tuple[float, float, float, float, float]] = {
+    AgentType.ARCHITECT: (0.2, 0.3, 0.6, 1.0, 1.0),
+    AgentType.ANALYST: (0.3, 0.4, 0.7, 1.0, 1.0),
+    AgentType.ORCHESTRATOR: (0.3, 0.5, 0.8, 1.0, 1.0),
+    AgentType.OPTIMIZER: (0.4, 0.6, 0.9, 1.0, 0.8),
+    AgentType.IMPLEMENTER: (1.0, 1.0, 0.9, 0.6, 0.4),
+    AgentType.DEBUGGER: (0.6, 0.8, 1.0, 0.9, 0.7),
+    AgentType.REVIEWER: (0.7, 0.9, 1.0, 0.8, 0.7),
+    AgentType.INTEGRATOR: (0.5, 0.7, 1.0, 0.9, 0.7),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    agent: Agent
+    load: int
+    score: float
+    breakdown: dict[str, float]
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def eligible(self) -> bool:
+        """Whether the agent passed every hard filter."""
+        return not self.excluded
+
+    @property
+    def excluded_reason(self) -> str | None:
+        """Every hard filter the agent failed, or None."""
+        return "; ".join(self.excluded) or None
+
+    @property
+    def only_busy(self) -> bool:
+        """Whether spare capacity is the only thing the agent lacks."""
+        return len(self.excluded) == 1 and self.excluded[0].startswith(AT_CAPACITY)
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    chosen: Agent | None
+    candidates: list[Candidate]
+    reason: str
+    saturated: list[Candidate] = field(default_factory=list)
+
+
+def _norm(values: Iterable[str]) -> set[str]:
+    return {value.strip().casefold() for value in values if value and value.strip()}
+
+
+def parse_complexity(value: ComplexityLevel | str | None) -> ComplexityLevel | None:
+    """The complexity level named by `value`, None for none, or ValidationFailed."""
+    if value is None:
+        return None
+    try:
+        return ComplexityLevel.parse(value)
+    except PlanningError as error:
+        raise ValidationFailed(str(error), {"complexity": [str(error)]}) from error
+
+
+def score_breakdown(
+    agent: Agent,
+    load: int,
+    required: Iterable[str],
+    technologies: Iterable[str] = (),
+    complexity: ComplexityLevel | None = None,
+) -> dict[str, float]:
+    """Each score component of `agent` for a task, in [0, 1] (formulas in the module docstring)."""
+    needed, have = set(required), set(agent.capabilities or ())
+    fit = len(needed & have) / len(needed | have) if needed else 1.0
+    wanted, preferred = _norm(technologies), _norm(agent.preferred_technologies or ())
+    technology = len(wanted & preferred) / len(wanted) if wanted and preferred else NEUTRAL
+    capacity = max(agent.capacity or 0, 1)
+    table = COMPLEXITY_FIT.get(AgentType(agent.type)) if agent.type else None
+    success = success_score(agent.tasks_completed or 0, agent.tasks_failed or 0)
+    return {
+        "capability_fit": round(fit, 4),
+        "success_rate": round(success, 4),
+        "load": round(max(0.0, 1.0 - load / capacity), 4),
+        "technology": round(technology, 4),
+        "complexity_fit": table[complexity.rank] if complexity and table else NEUTRAL,
+    }
+
+
+def weighted_score(breakdown: dict[str, float]) -> float:
+    """The weighted sum of the components, in [0, 1]."""
+    return round(sum(WEIGHTS[name] * breakdown[name] for name in WEIGHTS), 4)
+
+
+def exclusions(
+    agent: Agent,
+    load: int,
+    required: Iterable[str],
+    technologies: Iterable[str] = (),
+    require_driver: str | None = None,
+) -> tuple[str, ...]:
+    """The hard filters `agent` fails for a task, as reasons (empty when it is eligible)."""
+    reasons = []
+    status, driver = AgentStatus(agent.status), AgentDriver(agent.driver)
+    if status is not AgentStatus.ACTIVE:
+        detail = f": {agent.health_reason}" if agent.health_reason else ""
+        reasons.append(f"{status.value}{detail}")
+    if agent.maintenance:
+        detail = f": {agent.maintenance_reason}" if agent.maintenance_reason else ""
+        reasons.append(f"in maintenance{detail}")
+    if require_driver and driver.value != require_driver:
+        reasons.append(f"driver {driver.value}, the task needs {require_driver}")
+    missing = set(required) - set(agent.capabilities or ())
+    if missing:
+        reasons.append("missing capabilities: " + ", ".join(sorted(missing)))
+    avoided = _norm(technologies) & _norm(agent.avoided_technologies or ())
+    if avoided:
+        reasons.append("avoids technologies: " + ", ".join(sorted(avoided)))
+    if load >= agent.capacity:
+        reasons.append(f"{AT_CAPACITY} ({load}/{agent.capacity})")
+    return tuple(reasons)
+
+
+def _describe(candidate: Candidate) -> str:
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in candidate.breakdown.items())
+    return f"{candidate.agent.name} (score {candidate.score:.3f}: {parts})"
+
+
+def rank(
+    agents: Sequence[Agent],
+    loads: dict[str, int],
+    required: Iterable[str],
+    technologies: Iterable[str] = (),
+    complexity: ComplexityLevel | None = None,
+    prefer_driver: str | None = None,
+    require_driver: str | None = None,
+) -> RoutingDecision:
+    """Filter and score `agents` for a task and choose the best eligible one (no database)."""
+    required, technologies = sorted(set(required)), list(technologies)
+    candidates = []
+    for agent in agents:
+        load = loads.get(agent.id, 0)
+        breakdown = score_breakdown(agent, load, required, technologies, complexity)
+        reasons = exclusions(agent, load, required, technologies, require_driver)
+        candidates.append(Candidate(agent, load, weighted_score(breakdown), breakdown, reasons))
+
+    def order(candidate: Candidate):
+        preferred = bool(prefer_driver) and candidate.agent.driver == prefer_driver
+        return (not candidate.eligible, not preferred, -candidate.score, candidate.agent.name)
+
+    candidates.sort(key=order)
+    saturated = sorted(
+        (c for c in candidates if c.only_busy),
+        key=lambda c: (c.load / max(c.agent.capacity, 1), -c.score, c.agent.name),
+    )
+    eligible = [c for c in candidates if c.eligible]
+    if eligible:
+        best = eligible[0]
+        reason = f"chose {_describe(best)}"
+        if prefer_driver and best.agent.driver == prefer_driver:
+            reason += f"; driver {prefer_driver} preferred"
+        if len(eligible) > 1:
+            reason += f"; runner-up {eligible[1].agent.name} ({eligible[1].score:.3f})"
+        return RoutingDecision(best.agent, candidates, reason, saturated)
+    if saturated:
+        names = ", ".join(c.agent.name for c in saturated)
+        reason = f"every agent that fits is at capacity ({names}); the task would wait for one"
+    elif candidates:
+        reason = "no agent fits: " + "; ".join(
+            f"{c.agent.name} ({c.excluded_reason})" for c in candidates
+        )
+    else:
+        reason = "no agents are registered"
+    return RoutingDecision(None, candidates, reason, saturated)
+
+
+def route(
+    db: DbSession,
+    required_capabilities: Iterable[str],
+    technologies: Iterable[str] = (),
+    complexity: ComplexityLevel | str | None = None,
+    prefer_driver: str | None = None,
+    require_driver: str | None = None,
+) -> RoutingDecision:
+    """Score every registered agent for a task and choose the best one that passes the filters."""
+    agents = list(db.scalars(select(Agent).order_by(Agent.name)))
+    return rank(
+        agents,
+        agent_loads(db),
+        required_capabilities,
+        technologies,
+        parse_complexity(complexity),
+        prefer_driver,
+        require_driver,
+    )
