@@ -44,6 +44,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "CELERY_TASK_ALWAYS_EAGER": False,
         "TASK_LEASE_SECONDS": float(env.get("TASK_LEASE_SECONDS", "30")),
         "TASK_HEARTBEAT_SECONDS": float(env.get("TASK_HEARTBEAT_SECONDS", "10")),
+        "AGENT_WAIT_SECONDS": float(env.get("AGENT_WAIT_SECONDS", "300")),
         "DISPATCH_GRACE_SECONDS": float(env.get("DISPATCH_GRACE_SECONDS", "30")),
     }
     config.update(overrides or {})

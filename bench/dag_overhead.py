@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 
 import requests
-from _harness import ROOT, Processes, register_shell_agent, services, wait_session
+from _harness import (
+    ROOT,
+    Processes,
+    auth_headers,
+    register_shell_agent,
+    services,
+    wait_session,
+)
 from celery import chain, group
 
 LAYERS, WIDTH, THREADS = 10, 10, 10
@@ -27,7 +34,9 @@ def layered_dag() -> dict:
 
 def orchestrated(api: str) -> float:
     started = time.perf_counter()
-    response = requests.post(f"{api}/api/v1/sessions", json=layered_dag(), timeout=60)
+    response = requests.post(
+        f"{api}/api/v1/sessions", json=layered_dag(), headers=auth_headers(), timeout=60
+    )
     response.raise_for_status()
     session = wait_session(api, response.json()["id"])
     assert session["status"] == "completed", session["status"]

@@ -7,7 +7,9 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 
+import redis
 from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
@@ -16,7 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from app.drivers import get_driver
 from app.drivers.base import DriverJob, DriverResult
 from app.extensions import db
-from app.services import canvas, execution
+from app.locks import FairSemaphore, LockTimeout
+from app.metrics import observe_task_finished, observe_task_started
+from app.services import canvas, execution, outcomes
+from models.base import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -120,23 +125,71 @@ def launch(session_id: str) -> None:
     apply_dispatch(dispatch)
 
 
+def _agent_lock_client() -> redis.Redis:
+    clients = current_app.extensions.setdefault("agent_lock_redis", {})
+    url = current_app.config["REDIS_URL"]
+    if url not in clients:
+        clients[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    return clients[url]
+
+
+def agent_semaphore(job: DriverJob) -> FairSemaphore:
+    """The fair, leased semaphore guarding the agent's `capacity` slots."""
+    return FairSemaphore(
+        _agent_lock_client(),
+        f"agent:{job.agent.id}",
+        capacity=job.capacity,
+        lease_ttl=current_app.config["TASK_LEASE_SECONDS"],
+    )
+
+
 @shared_task(name="sessions.run_task", bind=True, max_retries=None, ignore_result=True)
 def run_task(self, session_id: str, task_id: str, epoch: int) -> None:
-    """Claim a task, run it with its agent's driver, record the outcome, dispatch successors."""
+    """Claim a task, take a slot of its agent, run the driver, record the outcome, dispatch."""
     job = in_transaction(execution.claim, session_id, task_id, epoch, WORKER_NAME)
     if job is None:
         return
     config = current_app.config
-    started = time.monotonic()
+    slot_lost = threading.Event()
+
+    def on_slot_lost(_lease) -> None:
+        slot_lost.set()
+        lease.cancel.set()
+
     with Lease(job, config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]) as lease:
         try:
-            outcome = get_driver(job.agent.driver).run(job, lease.cancel)
-        except Exception as error:  # a driver bug must still end the attempt in PostgreSQL
-            logger.exception("driver crashed session_id=%s task_id=%s", session_id, task_id)
-            outcome = DriverResult(succeeded=False, error=f"Driver error: {error!r}",
-                                   retryable=True)  # fmt: skip
-    duration = time.monotonic() - started
-    dispatch = in_transaction(execution.record_outcome, job, epoch, outcome, duration)
+            agent_lease = agent_semaphore(job).acquire(
+                timeout=config["AGENT_WAIT_SECONDS"], owner=f"{WORKER_NAME}/{task_id}",
+                on_lost=on_slot_lost,
+            )  # fmt: skip
+        except LockTimeout:
+            in_transaction(execution.release_assignment, job)
+            raise self.retry(countdown=1.0) from None
+        with agent_lease:
+            dispatch = _attempt(job, epoch, lease, agent_lease.token, slot_lost)
     if dispatch is not None and dispatch.retry_in is not None:
         raise self.retry(countdown=dispatch.retry_in)
     apply_dispatch(dispatch)
+
+
+def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: threading.Event):
+    """Run one attempt that holds its agent's slot; return what to dispatch next.
+
+    An attempt stopped because its agent slot's lease was lost is retried, not failed."""
+    if not in_transaction(execution.start_attempt, job, token):
+        return None
+    if job.queued_at is not None:
+        observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
+    started = time.monotonic()
+    try:
+        outcome = get_driver(job.agent.driver).run(job, lease.cancel)
+    except Exception as error:  # a driver bug must still end the attempt in PostgreSQL
+        logger.exception("driver crashed session_id=%s task_id=%s", job.session_id, job.task_id)
+        outcome = DriverResult(succeeded=False, error=f"Driver error: {error!r}", retryable=True)
+    duration = time.monotonic() - started
+    if slot_lost.is_set() and not outcome.succeeded:
+        outcome = replace(outcome, retryable=True,
+                          error=f"The agent slot's lease was lost: {outcome.error}")  # fmt: skip
+    status = "completed" if outcome.succeeded else "failed"
+    observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
+    return in_transaction(outcomes.record_outcome, job, epoch, outcome, duration, token)

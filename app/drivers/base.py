@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -35,6 +36,8 @@ class DriverJob:
     command: str | None = None
     prompt: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    capacity: int = 1
+    queued_at: datetime | None = None
 
 
 @dataclass
@@ -73,7 +76,7 @@ class DriverResult:
 
 
 class Driver(Protocol):
-    """A driver runs one job to the end, or until `cancel` is set, and never raises for task errors."""
+    """Runs one job to the end, or until `cancel` is set; never raises for task errors."""
 
     name: str
 

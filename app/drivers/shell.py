@@ -8,8 +8,8 @@ import logging
 import os
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -114,15 +114,28 @@ class ShellDriver:
 
     @staticmethod
     def _wait(process: subprocess.Popen, timeout: float, cancel: threading.Event) -> str | None:
-        """Wait for the process; return why it was stopped, or None if it exited by itself."""
+        """Wait for the process; return why it was stopped, or None if it exited by itself.
+
+        The wait blocks in waitpid (`Popen.wait(timeout)` would poll with sleeps of up to
+        50 ms); a timer enforces the deadline and a watcher thread the cancellation.
+        """
         done = threading.Event()
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            _kill_group(process)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
         watcher = threading.Thread(target=_watch_cancel, args=(process, cancel, done), daemon=True)
+        timer.start()
         watcher.start()
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            return f"timed out after {timeout:g}s"
+            process.wait()
         finally:
+            timer.cancel()
             done.set()
+        if timed_out.is_set():
+            return f"timed out after {timeout:g}s"
         return "cancelled" if cancel.is_set() else None

@@ -9,24 +9,24 @@ the session, so the last predecessor to finish is the one that sees its successo
 
 from __future__ import annotations
 
+import json
 import logging
-import random
-from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
-from app.drivers.base import AgentSpec, DriverJob, DriverResult
-from models import Agent, Checkpoint, Session, SessionTask, TaskDependency
+from app.drivers.base import AgentSpec, DriverJob
+from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from . import scheduling
+from . import contexts, scheduling
 from .agents import choose_agent
 from .errors import NotFound
 from .events import record_event
+from .routing import route
 from .scheduling import Dispatch
 
 logger = logging.getLogger(__name__)
@@ -148,23 +148,25 @@ def claim(
         return None
     task = db.get(SessionTask, task_id, populate_existing=True)
     session = db.get(Session, session_id)
-    agent = choose_agent(db, task.required_capabilities)
+    agent = choose_agent(
+        db, task.required_capabilities, require_driver=None if task.command else "opencode"
+    )
     if agent is None:
         task.status = TaskStatus.BLOCKED
-        task.error = "No active agent has the capabilities: " + ", ".join(
-            sorted(task.required_capabilities)
-        )
+        task.error = "No routable agent for this task: " + (
+            route(db, task.required_capabilities,
+                  require_driver=None if task.command else "opencode").reason
+        )  # fmt: skip
         record_event(db, session_id, "task.blocked", task_id=task_id, reason=task.error)
         return None
-    task.status = TaskStatus.IN_PROGRESS
     task.assigned_agent_id = agent.id
     task.attempt += 1
-    task.executions += 1
-    task.started_at = utcnow()
-    task.heartbeat_at = task.started_at
+    task.heartbeat_at = utcnow()
     task.worker = worker
     task.error = None
-    record_event(db, session_id, "task.started", task_id=task_id, agent_id=agent.id,
+    predecessors = [dep.depends_on.key for dep in task.dependencies]
+    context = contexts.context_for_task(db, session_id, predecessors) if predecessors else {}
+    record_event(db, session_id, "task.assigned", task_id=task_id, agent_id=agent.id,
                  key=task.key, attempt=task.attempt)  # fmt: skip
     return DriverJob(
         session_id=session_id,
@@ -184,11 +186,70 @@ def claim(
         workdir=session.workdir or "",
         timeout_seconds=float(task.timeout_seconds),
         command=task.command,
-        prompt=task.description or task.title,
+        prompt=prompt_for(task, session, context),
+        context=context,
+        capacity=agent.capacity,
+        queued_at=task.queued_at,
     )
 
 
-def _fenced(job: DriverJob):
+def prompt_for(task: SessionTask, session: Session, context: dict) -> str:
+    """What an agent is asked: the task, the session's request, and what came before it."""
+    parts = [task.description or task.title]
+    if session.prompt and session.prompt != task.description:
+        parts.append(f"This task is part of the request: {session.prompt}")
+    if context.get("predecessors") or context.get("session"):
+        parts.append("Context from earlier tasks (JSON):\n" + json.dumps(context, indent=1))
+    return "\n\n".join(parts)
+
+
+def start_attempt(db: DbSession, job: DriverJob, fence_token: int) -> bool:
+    """An assigned attempt that now holds its agent's lease starts, recording the lease's
+    fencing token; False if the attempt lost its task meanwhile or a newer token was seen."""
+    started = db.execute(
+        update(SessionTask)
+        .where(
+            SessionTask.id == job.task_id,
+            SessionTask.status == TaskStatus.ASSIGNED,
+            SessionTask.attempt == job.attempt,
+            SessionTask.fence_token <= fence_token,
+        )
+        .values(
+            status=TaskStatus.IN_PROGRESS,
+            fence_token=fence_token,
+            started_at=utcnow(),
+            heartbeat_at=utcnow(),
+            executions=SessionTask.executions + 1,
+        )
+        .returning(SessionTask.key)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if started is None:
+        record_event(db, job.session_id, "task.start_rejected", task_id=job.task_id,
+                     attempt=job.attempt, fence_token=fence_token)  # fmt: skip
+        return False
+    record_event(db, job.session_id, "task.started", task_id=job.task_id, agent_id=job.agent.id,
+                 key=started.key, attempt=job.attempt, fence_token=fence_token)  # fmt: skip
+    return True
+
+
+def release_assignment(db: DbSession, job: DriverJob) -> bool:
+    """Give an assigned task back to the queue (its agent stayed busy too long)."""
+    released = db.execute(
+        update(SessionTask)
+        .where(
+            SessionTask.id == job.task_id,
+            SessionTask.status == TaskStatus.ASSIGNED,
+            SessionTask.attempt == job.attempt,
+        )
+        .values(status=TaskStatus.READY, attempt=SessionTask.attempt - 1, queued_at=utcnow())
+        .returning(SessionTask.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return released is not None
+
+
+def _fenced(job: DriverJob, statuses=(TaskStatus.IN_PROGRESS,)):
     """The conditions under which this attempt still owns its task.
 
     The attempt number, not the epoch, fences outcomes: a relaunch leaves live attempts alone
@@ -196,7 +257,7 @@ def _fenced(job: DriverJob):
     """
     return (
         SessionTask.id == job.task_id,
-        SessionTask.status == TaskStatus.IN_PROGRESS,
+        SessionTask.status.in_(statuses),
         SessionTask.attempt == job.attempt,
     )
 
@@ -207,7 +268,7 @@ def renew_lease(db: DbSession, job: DriverJob) -> bool:
     renewed = db.execute(
         update(SessionTask)
         .where(
-            *_fenced(job),
+            *_fenced(job, (TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS)),
             select(Session.id)
             .where(Session.id == job.session_id, Session.status.in_(LEASED_SESSION_STATUSES))
             .exists(),
@@ -217,121 +278,3 @@ def renew_lease(db: DbSession, job: DriverJob) -> bool:
         .execution_options(synchronize_session=False)
     ).first()
     return renewed is not None
-
-
-def record_outcome(
-    db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult, duration: float
-) -> Dispatch | None:
-    """Persist a task's outcome if this attempt still owns the task, then dispatch what follows.
-
-    The session row lock is taken last, so that concurrent completions of one session queue
-    only for the checkpoint sequence and the dispatch of successors.
-    """
-    retry = not outcome.succeeded and outcome.retryable
-    if retry:
-        return _schedule_retry(db, job, epoch, outcome)
-    status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED
-    owned = db.execute(
-        update(SessionTask)
-        .where(*_fenced(job))
-        .values(
-            status=status,
-            finished_at=utcnow(),
-            result=outcome.as_dict(),
-            error=outcome.error,
-            tokens=dict(outcome.tokens),
-            cost=outcome.cost,
-        )
-        .returning(SessionTask.key)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if owned is None:
-        _reject_outcome(db, job, epoch)
-        return None
-    _update_agent_figures(db, job.agent.id, outcome, duration)
-    record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
-                 agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
-                 error=outcome.error)  # fmt: skip
-    session = _lock_session(db, job.session_id)
-    _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
-    if session.status not in SESSION_ACTIVE:
-        return None
-    return scheduling.dispatch_ready(db, session)
-
-
-def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
-    record_event(db, job.session_id, "task.outcome_rejected", task_id=job.task_id,
-                 attempt=job.attempt, epoch=epoch)  # fmt: skip
-
-
-def _schedule_retry(
-    db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult
-) -> Dispatch | None:
-    """Put a retryable failure back to `ready` with a backoff, or fail it when out of attempts."""
-    task = db.scalar(select(SessionTask).where(*_fenced(job)).with_for_update())
-    if task is None:
-        _reject_outcome(db, job, epoch)
-        return None
-    if task.attempt >= task.max_attempts:
-        return record_outcome(db, job, epoch, replace(outcome, retryable=False), 0.0)
-    _update_agent_figures(db, job.agent.id, outcome, 0.0)
-    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (task.attempt - 1))
-    delay = delay * (0.5 + random.random() / 2)
-    task.transition_to(TaskStatus.READY)
-    task.error = outcome.error
-    task.queued_at = utcnow() + timedelta(seconds=delay)
-    record_event(db, job.session_id, "task.retry_scheduled", task_id=task.id, key=task.key,
-                 attempt=task.attempt, delay_s=round(delay, 2), error=outcome.error)  # fmt: skip
-    session = _lock_session(db, job.session_id)
-    if session.status is SessionStatus.RUNNING:
-        session.transition_to(SessionStatus.DEGRADED)
-        record_event(db, session.id, "session.degraded", reason="a task is being retried")
-    return Dispatch(session.id, epoch, session.priority, retry_in=delay)
-
-
-def _checkpoint(
-    db: DbSession,
-    session_id: str,
-    job: DriverJob,
-    key: str,
-    status: TaskStatus,
-    outcome: DriverResult,
-    duration: float,
-) -> None:
-    """Append a checkpoint of the task's outcome (under the session lock: sequence order)."""
-    sequence = db.scalar(
-        select(func.coalesce(func.max(Checkpoint.sequence), 0)).where(
-            Checkpoint.session_id == session_id
-        )
-    )
-    db.add(
-        Checkpoint(
-            session_id=session_id,
-            task_id=job.task_id,
-            sequence=sequence + 1,
-            kind="task",
-            data={
-                "key": key,
-                "status": status.value,
-                "attempt": job.attempt,
-                "agent_id": job.agent.id,
-                "duration_s": round(duration, 3),
-                "result": outcome.as_dict(),
-            },
-        )
-    )
-
-
-def _update_agent_figures(
-    db: DbSession, agent_id: str, outcome: DriverResult, duration: float
-) -> None:
-    values = {
-        "total_duration_seconds": Agent.total_duration_seconds + duration,
-        "total_tokens": Agent.total_tokens + sum(outcome.tokens.values()),
-        "total_cost": Agent.total_cost + outcome.cost,
-    }
-    if outcome.succeeded:
-        values["tasks_completed"] = Agent.tasks_completed + 1
-    else:
-        values["tasks_failed"] = Agent.tasks_failed + 1
-    db.execute(update(Agent).where(Agent.id == agent_id).values(**values))

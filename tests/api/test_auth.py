@@ -129,7 +129,8 @@ def test_auth_disabled_warns_loudly_and_is_refused_in_production(app, caplog):
         assert "AUTH_DISABLED=1" in caplog.text
         with pytest.raises(ConfigError):
             create_app({**base, "AUTH_DISABLED": "1", "ENVIRONMENT": "production"})
-    finally:
+    finally:  # creating an app made its Celery app the current one: give the tests theirs back
+        app.extensions["celery"].set_current()
         app.extensions["celery"].set_default()
 
 

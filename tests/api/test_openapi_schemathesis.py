@@ -48,7 +48,8 @@ def quarantined_app(app, redis_url, admin_token, db):
     ensure_token(fuzzed, ADMIN_TOKEN_ID, admin_token, ["admin"])
     try:
         yield fuzzed
-    finally:
+    finally:  # creating an app made its Celery app the current one: give the tests theirs back
+        app.extensions["celery"].set_current()
         app.extensions["celery"].set_default()
         client = redis_lib.Redis.from_url(unused)
         client.flushdb()

@@ -77,11 +77,13 @@ def wait_finished(client, session_id, timeout=60):
     )  # fmt: skip
 
 
-def assert_each_completed_once(db, session, log, rerun=()):
-    assert session["status"] == "completed", session
+def assert_each_completed_once(db, session, log, rerun=(), may_rerun=()):
+    assert session["status"] == "completed", [
+        (t["key"], t["status"], t["error"], t["executions"]) for t in session["tasks"]
+    ]
     for task in session["tasks"]:
-        expected = 2 if task["key"] in rerun else 1
-        assert task["executions"] == expected, task
+        expected = {2} if task["key"] in rerun else {1, 2} if task["key"] in may_rerun else {1}
+        assert task["executions"] in expected, task
     lines = log.read_text().split()
     for key in ("a", "b", "c"):
         assert lines.count(f"end-{key}") == 1, lines
@@ -131,7 +133,8 @@ def test_redis_restarted_empty_mid_run(client, agent, worker, beat, db, tmp_path
         embedded_redis.kill()
         embedded_redis.start()
         session = wait_finished(client, session_id, timeout=90)
-    assert_each_completed_once(db, session, log)
+    # The agent slot's lease lived in Redis: losing it stops b, which runs again.
+    assert_each_completed_once(db, session, log, may_rerun=("b",))
     assert worker.process.poll() is None
 
 

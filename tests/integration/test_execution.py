@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverResult
 from app.extensions import db as database
-from app.services import agents, execution, sessions
+from app.services import agents, execution, outcomes, sessions
 from models import Checkpoint, Session, SessionEvent, SessionTask
 from models.enums import AgentCapability, SessionStatus, TaskStatus
 
@@ -53,11 +53,17 @@ def keys_of(db, session, runs):
     return [[by_id[i] for i in run] for run in runs]
 
 
-def run_one(db, session_id, task_id, epoch, outcome=OK):
+def claim_and_start(db, session_id, task_id, epoch, token=1):
     job = execution.claim(db, session_id, task_id, epoch)
     assert job is not None
+    assert execution.start_attempt(db, job, token)
     db.commit()
-    dispatch = execution.record_outcome(db, job, epoch, outcome, 0.01)
+    return job
+
+
+def run_one(db, session_id, task_id, epoch, outcome=OK, token=1):
+    job = claim_and_start(db, session_id, task_id, epoch, token)
+    dispatch = outcomes.record_outcome(db, job, epoch, outcome, 0.01, token)
     db.commit()
     return dispatch
 
@@ -79,14 +85,13 @@ def test_a_task_runs_once_per_epoch_and_stale_messages_are_no_ops(db):
     dispatch = execution.launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
-    job = execution.claim(db, session.id, task_id, dispatch.epoch)
-    db.commit()
-    assert job is not None and job.attempt == 1
+    job = claim_and_start(db, session.id, task_id, dispatch.epoch)
+    assert job.attempt == 1
     assert execution.claim(db, session.id, task_id, dispatch.epoch) is None
     assert execution.claim(db, session.id, task_id, dispatch.epoch - 1) is None
-    assert execution.record_outcome(db, job, dispatch.epoch, OK, 0.1) is not None
+    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1) is not None
     db.commit()
-    stale = execution.record_outcome(db, job, dispatch.epoch, OK, 0.1)
+    stale = outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1)
     db.commit()
     assert stale is None
     task = db.get(SessionTask, task_id)
@@ -105,15 +110,14 @@ def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, 
     ids = task_ids(db, session)
     jobs = {}
     for key in ("a", "b"):
-        jobs[key] = execution.claim(db, session.id, ids[key], dispatch.epoch)
-        db.commit()
+        jobs[key] = claim_and_start(db, session.id, ids[key], dispatch.epoch)
     barrier = threading.Barrier(2)
     results = {}
 
     def finish(key):
         with DbSession(bind=database.engine) as own:
             barrier.wait()
-            results[key] = execution.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1)
+            results[key] = outcomes.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1, 1)
             own.commit()
 
     threads = [threading.Thread(target=finish, args=(key,)) for key in ("a", "b")]
@@ -181,7 +185,7 @@ def test_claim_without_a_capable_agent_blocks_the_task_with_the_reason(db):
     task = db.get(SessionTask, task_id)
     db.refresh(task)
     assert task.status is TaskStatus.BLOCKED
-    assert "code_generation" in task.error
+    assert "runner (in maintenance)" in task.error
 
 
 def test_launch_of_a_finished_session_does_nothing(db):
@@ -206,12 +210,11 @@ def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(d
     db.commit()
     ids = task_ids(db, session)
     assert sorted(keys_of(db, session, dispatch.runs)) == [["x0", "x"], ["y"]]
-    y_job = execution.claim(db, session.id, ids["y"], dispatch.epoch)
-    db.commit()
+    y_job = claim_and_start(db, session.id, ids["y"], dispatch.epoch)
     run_one(db, session.id, ids["x0"], dispatch.epoch)
     follow = run_one(db, session.id, ids["x"], dispatch.epoch)
     assert follow.runs == []  # y still runs: j waits
-    last = execution.record_outcome(db, y_job, dispatch.epoch, OK, 0.1)
+    last = outcomes.record_outcome(db, y_job, dispatch.epoch, OK, 0.1, 1)
     db.commit()
     assert keys_of(db, session, last.runs) == [["j"]]
 
@@ -228,3 +231,38 @@ def test_a_task_claimed_before_its_predecessor_finished_goes_back_to_waiting(db)
     assert task.status is TaskStatus.PENDING
     follow = run_one(db, session.id, ids["a"], dispatch.epoch)
     assert keys_of(db, session, follow.runs) == [["b"]]
+
+
+def test_a_stale_lease_holders_write_is_rejected_by_the_fencing_token(db):
+    session = make_session(db, [("a", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    job = execution.claim(db, session.id, task_id, dispatch.epoch)
+    assert execution.start_attempt(db, job, fence_token=41)
+    db.commit()
+    # A newer holder of the agent's lease (token 42) wrote first: token 41 is stale now.
+    db.query(SessionTask).filter_by(id=task_id).update({"fence_token": 42})
+    db.commit()
+    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 41) is None
+    db.commit()
+    task = db.get(SessionTask, task_id)
+    db.refresh(task)
+    assert task.status is TaskStatus.IN_PROGRESS
+    rejected = db.query(SessionEvent).filter_by(type="task.outcome_rejected").count()
+    assert rejected == 1
+    assert not execution.start_attempt(db, job, fence_token=40)
+
+
+def test_a_successor_receives_its_predecessors_output_as_context(db):
+    session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    done = DriverResult(succeeded=True, summary="wrote api.py", files_changed=["api.py"])
+    job = claim_and_start(db, session.id, ids["a"], dispatch.epoch)
+    outcomes.record_outcome(db, job, dispatch.epoch, done, 0.1, 1)
+    db.commit()
+    successor = execution.claim(db, session.id, ids["b"], dispatch.epoch)
+    assert successor.context["predecessors"]["a"]["summary"] == "wrote api.py"
+    assert "wrote api.py" in successor.prompt

@@ -1,0 +1,164 @@
+"""Record what an attempt produced: fenced by attempt and by the agent lease's fencing token,
+then checkpoint it, hand it to successors as context and dispatch what can run next."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from app.drivers.base import DriverJob, DriverResult
+from models import Agent, Checkpoint, SessionTask
+from models.base import utcnow
+from models.enums import SESSION_ACTIVE, SessionStatus, TaskStatus
+
+from . import contexts, performance, scheduling
+from .events import record_event
+from .execution import _fenced, _lock_session
+from .scheduling import Dispatch
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
+
+class OutcomeRejected(Exception):
+    """The attempt no longer owns its task, or a newer lease holder wrote first."""
+
+
+def record_outcome(
+    db: DbSession,
+    job: DriverJob,
+    epoch: int,
+    outcome: DriverResult,
+    duration: float,
+    fence_token: int = 0,
+) -> Dispatch | None:
+    """Persist a task's outcome if this attempt still owns the task, then dispatch what follows.
+
+    The session row lock is taken last, so that concurrent completions of one session queue
+    only for the checkpoint sequence and the dispatch of successors.
+    """
+    if not outcome.succeeded and outcome.retryable:
+        return _schedule_retry(db, job, epoch, outcome, fence_token)
+    status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED
+    owned = db.execute(
+        update(SessionTask)
+        .where(*_fenced(job), SessionTask.fence_token <= fence_token)
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            result=outcome.as_dict(),
+            error=outcome.error,
+            tokens=dict(outcome.tokens),
+            cost=outcome.cost,
+        )
+        .returning(SessionTask.key)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if owned is None:
+        _reject_outcome(db, job, epoch)
+        return None
+    _update_agent_figures(db, job.agent.id, outcome, duration)
+    performance.note_outcome(db, job.agent.id, outcome.succeeded)
+    contexts.record_task_output(db, job.session_id, owned.key, outcome.as_dict())
+    record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
+                 agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
+                 error=outcome.error)  # fmt: skip
+    session = _lock_session(db, job.session_id)
+    _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
+    if session.status not in SESSION_ACTIVE:
+        return None
+    return scheduling.dispatch_ready(db, session)
+
+
+def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
+    from app.metrics import observe_fencing_rejection
+
+    observe_fencing_rejection("stale_attempt_or_token")
+    record_event(db, job.session_id, "task.outcome_rejected", task_id=job.task_id,
+                 attempt=job.attempt, epoch=epoch)  # fmt: skip
+
+
+def _schedule_retry(
+    db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult, fence_token: int
+) -> Dispatch | None:
+    """Put a retryable failure back to `ready` with a backoff, or fail it when out of attempts."""
+    task = db.scalar(
+        select(SessionTask)
+        .where(*_fenced(job), SessionTask.fence_token <= fence_token)
+        .with_for_update()
+    )
+    if task is None:
+        _reject_outcome(db, job, epoch)
+        return None
+    if task.attempt >= task.max_attempts:
+        final = replace(outcome, retryable=False)
+        return record_outcome(db, job, epoch, final, 0.0, fence_token)
+    _update_agent_figures(db, job.agent.id, outcome, 0.0)
+    performance.note_outcome(db, job.agent.id, False)
+    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (task.attempt - 1))
+    delay = delay * (0.5 + random.random() / 2)
+    task.transition_to(TaskStatus.READY)
+    task.error = outcome.error
+    task.queued_at = utcnow() + timedelta(seconds=delay)
+    record_event(db, job.session_id, "task.retry_scheduled", task_id=task.id, key=task.key,
+                 attempt=task.attempt, delay_s=round(delay, 2), error=outcome.error)  # fmt: skip
+    session = _lock_session(db, job.session_id)
+    if session.status is SessionStatus.RUNNING:
+        session.transition_to(SessionStatus.DEGRADED)
+        record_event(db, session.id, "session.degraded", reason="a task is being retried")
+    return Dispatch(session.id, epoch, session.priority, retry_in=delay)
+
+
+def _checkpoint(
+    db: DbSession,
+    session_id: str,
+    job: DriverJob,
+    key: str,
+    status: TaskStatus,
+    outcome: DriverResult,
+    duration: float,
+) -> None:
+    """Append a checkpoint of the task's outcome (under the session lock: sequence order)."""
+    sequence = db.scalar(
+        select(func.coalesce(func.max(Checkpoint.sequence), 0)).where(
+            Checkpoint.session_id == session_id
+        )
+    )
+    db.add(
+        Checkpoint(
+            session_id=session_id,
+            task_id=job.task_id,
+            sequence=sequence + 1,
+            kind="task",
+            data={
+                "key": key,
+                "status": status.value,
+                "attempt": job.attempt,
+                "agent_id": job.agent.id,
+                "duration_s": round(duration, 3),
+                "result": outcome.as_dict(),
+            },
+        )
+    )
+
+
+def _update_agent_figures(
+    db: DbSession, agent_id: str, outcome: DriverResult, duration: float
+) -> None:
+    values = {
+        "total_duration_seconds": Agent.total_duration_seconds + duration,
+        "total_tokens": Agent.total_tokens + sum(outcome.tokens.values()),
+        "total_cost": Agent.total_cost + outcome.cost,
+    }
+    if outcome.succeeded:
+        values["tasks_completed"] = Agent.tasks_completed + 1
+    else:
+        values["tasks_failed"] = Agent.tasks_failed + 1
+    db.execute(update(Agent).where(Agent.id == agent_id).values(**values))
