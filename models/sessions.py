@@ -113,6 +113,8 @@ class SessionTask(Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     command: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(String(32))
+    branch: Mapped[str | None] = mapped_column(String(200))
     required_capabilities: Mapped[list[str]] = mapped_column(JSONB, default=list)
     optional: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[TaskStatus] = mapped_column(

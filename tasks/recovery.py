@@ -57,7 +57,7 @@ def enforce_timeout(session_id: str) -> None:
 
 @shared_task(name="recovery.reconcile", ignore_result=True)
 def reconcile() -> int:
-    """Find sessions whose work was lost and relaunch each one; orphan children of halted parents."""
+    """Relaunch sessions whose work was lost; orphan the children of halted parents."""
     config = current_app.config
     messages = broker_messages(config["CELERY_BROKER_URL"])
     lost = in_transaction(

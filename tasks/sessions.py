@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import redis
 from celery import shared_task
@@ -21,6 +22,7 @@ from app.extensions import db
 from app.locks import FairSemaphore, LockTimeout
 from app.metrics import observe_task_finished, observe_task_started
 from app.services import canvas, execution, outcomes
+from app.workspaces import WorkspaceError, branch_name, commit_all, create_worktree
 from models.base import utcnow
 
 logger = logging.getLogger(__name__)
@@ -157,16 +159,19 @@ def run_task(self, session_id: str, task_id: str, epoch: int) -> None:
         lease.cancel.set()
 
     with Lease(job, config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]) as lease:
-        try:
-            agent_lease = agent_semaphore(job).acquire(
-                timeout=config["AGENT_WAIT_SECONDS"], owner=f"{WORKER_NAME}/{task_id}",
-                on_lost=on_slot_lost,
-            )  # fmt: skip
-        except LockTimeout:
-            in_transaction(execution.release_assignment, job)
-            raise self.retry(countdown=1.0) from None
-        with agent_lease:
-            dispatch = _attempt(job, epoch, lease, agent_lease.token, slot_lost)
+        if not job.agent.id:  # an engine step (integration): no agent slot to take
+            dispatch = _attempt(job, epoch, lease, 0, slot_lost)
+        else:
+            try:
+                agent_lease = agent_semaphore(job).acquire(
+                    timeout=config["AGENT_WAIT_SECONDS"], owner=f"{WORKER_NAME}/{task_id}",
+                    on_lost=on_slot_lost,
+                )  # fmt: skip
+            except LockTimeout:
+                in_transaction(execution.release_assignment, job)
+                raise self.retry(countdown=1.0) from None
+            with agent_lease:
+                dispatch = _attempt(job, epoch, lease, agent_lease.token, slot_lost)
     if dispatch is not None and dispatch.retry_in is not None:
         raise self.retry(countdown=dispatch.retry_in)
     apply_dispatch(dispatch)
@@ -176,7 +181,8 @@ def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: th
     """Run one attempt that holds its agent's slot; return what to dispatch next.
 
     An attempt stopped because its agent slot's lease was lost is retried, not failed."""
-    if not in_transaction(execution.start_attempt, job, token):
+    job, branch = _workspace(job)
+    if not in_transaction(execution.start_attempt, job, token, branch):
         return None
     if job.queued_at is not None:
         observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
@@ -187,9 +193,28 @@ def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: th
         logger.exception("driver crashed session_id=%s task_id=%s", job.session_id, job.task_id)
         outcome = DriverResult(succeeded=False, error=f"Driver error: {error!r}", retryable=True)
     duration = time.monotonic() - started
+    if branch and outcome.succeeded:
+        outcome = _commit_worktree(job, outcome)
     if slot_lost.is_set() and not outcome.succeeded:
         outcome = replace(outcome, retryable=True,
                           error=f"The agent slot's lease was lost: {outcome.error}")  # fmt: skip
     status = "completed" if outcome.succeeded else "failed"
     observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
     return in_transaction(outcomes.record_outcome, job, epoch, outcome, duration, token)
+
+
+def _workspace(job: DriverJob) -> tuple[DriverJob, str | None]:
+    """When the session's workdir is a git repository, the task works in its own worktree."""
+    if not job.agent.id or not (Path(job.workdir) / ".git").exists():
+        return job, None
+    worktree = create_worktree(job.workdir, job.session_id, job.task_key)
+    return replace(job, workdir=str(worktree)), branch_name(job.session_id, job.task_key)
+
+
+def _commit_worktree(job: DriverJob, outcome: DriverResult) -> DriverResult:
+    """Commit what the task changed on its branch, so an integration step can merge it."""
+    try:
+        commit = commit_all(job.workdir, f"{job.task_key}: {job.title}")
+    except WorkspaceError as error:
+        return replace(outcome, succeeded=False, error=f"Could not commit the worktree: {error}")
+    return replace(outcome, summary=outcome.summary or f"commit {commit or 'none'}")

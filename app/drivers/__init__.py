@@ -10,6 +10,10 @@ def get_driver(name: str) -> Driver:
     """The driver registered under `name`."""
     if name == "shell":
         return ShellDriver()
+    if name == "integration":
+        from .integration import IntegrationDriver
+
+        return IntegrationDriver()
     if name == "opencode":
         from .opencode import OpenCodeDriver
 

@@ -59,6 +59,11 @@ class TaskSpecSchema(Schema):
     title = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="", validate=validate.Length(max=20000))
     command = fields.String(load_default=None, validate=validate.Length(min=1, max=20000))
+    action = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["integrate"]),
+        metadata={"description": "integrate: merge the branches of the task's predecessors."},
+    )
     required_capabilities = fields.List(
         fields.Enum(AgentCapability, by_value=True), load_default=list
     )
@@ -110,6 +115,8 @@ class TaskSchema(Schema):
     title = fields.String()
     description = fields.String()
     command = fields.String(allow_none=True)
+    action = fields.String(allow_none=True)
+    branch = fields.String(allow_none=True)
     required_capabilities = fields.List(fields.String())
     depends_on = fields.Method("_depends_on")
     optional = fields.Boolean()

@@ -13,11 +13,13 @@ import json
 import logging
 from datetime import timedelta
 
+import networkx as nx
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
 from app.drivers.base import AgentSpec, DriverJob
+from app.workspaces import branch_name
 from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
@@ -148,6 +150,8 @@ def claim(
         return None
     task = db.get(SessionTask, task_id, populate_existing=True)
     session = db.get(Session, session_id)
+    if task.action == "integrate":
+        return _integration_job(db, session, task, worker)
     agent = choose_agent(
         db, task.required_capabilities, require_driver=None if task.command else "opencode"
     )
@@ -193,6 +197,36 @@ def claim(
     )
 
 
+def _integration_job(db: DbSession, session: Session, task: SessionTask, worker: str) -> DriverJob:
+    """An integration step runs in the engine: merge the branches of every ancestor task."""
+    graph = scheduling.session_graph(db, session.id)
+    ancestors = nx.ancestors(graph, task.id)
+    rows = db.execute(
+        select(SessionTask.id, SessionTask.branch).where(
+            SessionTask.id.in_(ancestors), SessionTask.branch.is_not(None)
+        )
+    )
+    branches = {task_id: branch for task_id, branch in rows}
+    ordered = [branches[tid] for tid in nx.topological_sort(graph) if tid in branches]
+    task.attempt += 1
+    task.heartbeat_at = utcnow()
+    task.worker = worker
+    task.error = None
+    return DriverJob(
+        session_id=session.id,
+        task_id=task.id,
+        task_key=task.key,
+        attempt=task.attempt,
+        title=task.title,
+        description=task.description,
+        agent=AgentSpec(id="", name="integration", driver="integration"),
+        workdir=session.workdir or "",
+        timeout_seconds=float(task.timeout_seconds),
+        context={"branches": ordered, "target_branch": branch_name(session.id, "integration")},
+        queued_at=task.queued_at,
+    )
+
+
 def prompt_for(task: SessionTask, session: Session, context: dict) -> str:
     """What an agent is asked: the task, the session's request, and what came before it."""
     parts = [task.description or task.title]
@@ -203,7 +237,9 @@ def prompt_for(task: SessionTask, session: Session, context: dict) -> str:
     return "\n\n".join(parts)
 
 
-def start_attempt(db: DbSession, job: DriverJob, fence_token: int) -> bool:
+def start_attempt(
+    db: DbSession, job: DriverJob, fence_token: int, branch: str | None = None
+) -> bool:
     """An assigned attempt that now holds its agent's lease starts, recording the lease's
     fencing token; False if the attempt lost its task meanwhile or a newer token was seen."""
     started = db.execute(
@@ -220,6 +256,7 @@ def start_attempt(db: DbSession, job: DriverJob, fence_token: int) -> bool:
             started_at=utcnow(),
             heartbeat_at=utcnow(),
             executions=SessionTask.executions + 1,
+            branch=branch,
         )
         .returning(SessionTask.key)
         .execution_options(synchronize_session=False)

@@ -64,8 +64,9 @@ def record_outcome(
     if owned is None:
         _reject_outcome(db, job, epoch)
         return None
-    _update_agent_figures(db, job.agent.id, outcome, duration)
-    performance.note_outcome(db, job.agent.id, outcome.succeeded)
+    if job.agent.id:
+        _update_agent_figures(db, job.agent.id, outcome, duration)
+        performance.note_outcome(db, job.agent.id, outcome.succeeded)
     contexts.record_task_output(db, job.session_id, owned.key, outcome.as_dict())
     record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
                  agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
@@ -100,8 +101,9 @@ def _schedule_retry(
     if task.attempt >= task.max_attempts:
         final = replace(outcome, retryable=False)
         return record_outcome(db, job, epoch, final, 0.0, fence_token)
-    _update_agent_figures(db, job.agent.id, outcome, 0.0)
-    performance.note_outcome(db, job.agent.id, False)
+    if job.agent.id:
+        _update_agent_figures(db, job.agent.id, outcome, 0.0)
+        performance.note_outcome(db, job.agent.id, False)
     delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (task.attempt - 1))
     delay = delay * (0.5 + random.random() / 2)
     task.transition_to(TaskStatus.READY)

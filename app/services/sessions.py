@@ -128,6 +128,7 @@ def _add_tasks(db: DbSession, session: Session, specs: list[dict[str, Any]], gra
             title=spec.get("title") or spec["key"],
             description=spec["description"],
             command=spec["command"],
+            action=spec.get("action"),
             required_capabilities=[c.value for c in spec["required_capabilities"]],
             optional=spec["optional"],
             timeout_seconds=spec["timeout_seconds"],
