@@ -11,7 +11,7 @@ import redis
 from celery import shared_task
 from flask import current_app
 
-from app.services import lifecycle, recovery
+from app.services import beat_jobs, lifecycle, recovery
 
 from .sessions import in_transaction, launch
 
@@ -41,12 +41,13 @@ def broker_messages(broker_url: str) -> str:
 
 
 @shared_task(name="recovery.watchdog", ignore_result=True)
-def watchdog() -> int:
+@beat_jobs.beat_job("recovery.watchdog")
+def watchdog() -> dict:
     """Find sessions past their max duration and time each one out."""
     due = in_transaction(recovery.sessions_past_deadline)
     for session_id in due:
         enforce_timeout.delay(session_id)
-    return len(due)
+    return {"timed_out": len(due)}
 
 
 @shared_task(name="recovery.enforce_timeout", ignore_result=True)
@@ -56,7 +57,8 @@ def enforce_timeout(session_id: str) -> None:
 
 
 @shared_task(name="recovery.reconcile", ignore_result=True)
-def reconcile() -> int:
+@beat_jobs.beat_job("recovery.reconcile")
+def reconcile() -> dict:
     """Relaunch sessions whose work was lost; orphan the children of halted parents."""
     config = current_app.config
     messages = broker_messages(config["CELERY_BROKER_URL"])
@@ -68,8 +70,8 @@ def reconcile() -> int:
     )
     for session_id, reason in lost.items():
         relaunch.delay(session_id, reason)
-    in_transaction(recovery.orphan_children_of_halted_parents)
-    return len(lost)
+    orphaned = in_transaction(recovery.orphan_children_of_halted_parents)
+    return {"relaunched": len(lost), "orphaned": len(orphaned)}
 
 
 @shared_task(name="recovery.relaunch", ignore_result=True)

@@ -16,6 +16,7 @@ blp = Blueprint("session_dag", __name__, url_prefix="/api/v1/sessions", descript
 class SessionDag(MethodView):
     @blp.arguments(DagQuerySchema, location="query")
     @blp.response(200, SessionDagSchema)
+    @blp.doc(responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     @blp.alt_response(404, schema=ErrorResponseSchema, description="No such session.")
     def get(self, args, session_id):
         """Get a session's DAG: nodes, edges, levels and critical path

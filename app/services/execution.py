@@ -168,7 +168,14 @@ def claim(
     task.heartbeat_at = utcnow()
     task.worker = worker
     task.error = None
-    predecessors = [dep.depends_on.key for dep in task.dependencies]
+    predecessor = aliased(SessionTask)
+    predecessors = list(
+        db.scalars(
+            select(predecessor.key)
+            .join(TaskDependency, TaskDependency.depends_on_id == predecessor.id)
+            .where(TaskDependency.task_id == task.id)
+        )
+    )
     context = contexts.context_for_task(db, session_id, predecessors) if predecessors else {}
     record_event(db, session_id, "task.assigned", task_id=task_id, agent_id=agent.id,
                  key=task.key, attempt=task.attempt)  # fmt: skip

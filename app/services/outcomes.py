@@ -64,9 +64,6 @@ def record_outcome(
     if owned is None:
         _reject_outcome(db, job, epoch)
         return None
-    if job.agent.id:
-        _update_agent_figures(db, job.agent.id, outcome, duration)
-        performance.note_outcome(db, job.agent.id, outcome.succeeded)
     contexts.record_task_output(db, job.session_id, owned.key, outcome.as_dict())
     record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
                  agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
@@ -101,9 +98,6 @@ def _schedule_retry(
     if task.attempt >= task.max_attempts:
         final = replace(outcome, retryable=False)
         return record_outcome(db, job, epoch, final, 0.0, fence_token)
-    if job.agent.id:
-        _update_agent_figures(db, job.agent.id, outcome, 0.0)
-        performance.note_outcome(db, job.agent.id, False)
     delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (task.attempt - 1))
     delay = delay * (0.5 + random.random() / 2)
     task.transition_to(TaskStatus.READY)
@@ -149,6 +143,17 @@ def _checkpoint(
             },
         )
     )
+
+
+def record_agent_outcome(
+    db: DbSession, agent_id: str, outcome: DriverResult, duration: float
+) -> None:
+    """Add an attempt's outcome to its agent's figures and failure streak.
+
+    Called in a transaction of its own after the outcome commits, so that the agent's row
+    lock never lengthens the session's critical section."""
+    _update_agent_figures(db, agent_id, outcome, duration)
+    performance.note_outcome(db, agent_id, outcome.succeeded)
 
 
 def _update_agent_figures(
