@@ -19,7 +19,9 @@ def celery_init_app(app: Flask) -> Celery:
                 finally:
                     db.session.remove()
 
-    celery = Celery(app.import_name, task_cls=FlaskTask, include=["tasks.sessions", "tasks.recovery"])
+    celery = Celery(
+        app.import_name, task_cls=FlaskTask, include=["tasks.sessions", "tasks.recovery"]
+    )
     celery.config_from_object("celeryconfig")
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],

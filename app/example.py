@@ -26,7 +26,9 @@ EXAMPLE_AGENTS = [
 
 
 def _write(path: str, text: str, pause: float = 1.0) -> str:
-    return f"sleep {pause}; mkdir -p $(dirname {path}); printf '%s\\n' '{text}' > {path}; cat {path}"
+    return (
+        f"sleep {pause}; mkdir -p $(dirname {path}); printf '%s\\n' '{text}' > {path}; cat {path}"
+    )
 
 
 EXAMPLE_SESSION = {
@@ -52,7 +54,7 @@ EXAMPLE_SESSION = {
                 "key": "library",
                 "title": "Implement greet()",
                 "command": _write(
-                    "greet.py", "def greet(name):\n    return f\"Hello, {name}!\"", pause=2
+                    "greet.py", 'def greet(name):\n    return f"Hello, {name}!"', pause=2
                 ),
                 "required_capabilities": ["code_generation"],
                 "depends_on": ["design"],

@@ -168,8 +168,10 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
     from .cli import EXIT_FAILED, EXIT_OK, ApiClient, CliError
     from .cli_tokens import issue_standalone_token
     from .example import EXAMPLE_AGENTS, EXAMPLE_SESSION
+    from .example_opencode import example_repository, opencode_agents, opencode_session
 
     stack = Stack(home=home, api_port=port)
+    stoppers: list = []
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupt)
     print("Starting the orchestrator (Ctrl-C stops everything)")
@@ -186,7 +188,13 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
         print(f"  Logs        {stack.home}/*.log\n")
         client = ApiClient(stack.api_url, token)
         if example:
-            session = submit_example(client, EXAMPLE_AGENTS, EXAMPLE_SESSION)
+            agents, body = EXAMPLE_AGENTS, EXAMPLE_SESSION
+            backend = _start_opencode(stack.home)
+            if backend is not None:
+                stoppers.append(backend.stop)
+                agents = opencode_agents(backend)
+                body = opencode_session(example_repository(stack.home))
+            session = submit_example(client, agents, body)
             print(f"Example session {session['id']}:")
             final = progress.watch(stack.api_url, session["id"], headers=client.headers)
             print(f"\nThe example session ended {final['status']}; its files are in "
@@ -203,7 +211,25 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
         print(f"orchestrator: {error}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        for stop in stoppers:
+            stop()
         stack.stop()
+
+
+def _start_opencode(home: Path):
+    """Start OpenCode for the example, or say why the shell example runs instead."""
+    from .drivers.opencode_server import OpenCodeServerError
+    from .example_opencode import start_backend
+
+    print("Starting OpenCode for the example (the first run installs it with npm)…")
+    try:
+        backend = start_backend(home)
+    except (OpenCodeServerError, OSError) as error:
+        print(f"  OpenCode is not available ({error}); the example uses shell agents.\n")
+        return None
+    model = "the scripted model server" if backend.model else backend.model_name
+    print(f"  OpenCode    {backend.server.url}   (model: {model})\n")
+    return backend
 
 
 def submit_example(client, agents: list[dict], session: dict) -> dict:

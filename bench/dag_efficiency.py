@@ -130,8 +130,12 @@ def main() -> None:
                 tasks = build()
                 graph = graph_of(tasks)
                 critical = critical_path_length(graph)
-                results[name] = (critical, measured_makespan(api, name, tasks),
-                                 layered_makespan(graph), nx.is_directed_acyclic_graph(graph))
+                results[name] = (
+                    critical,
+                    measured_makespan(api, name, tasks),
+                    layered_makespan(graph),
+                    nx.is_directed_acyclic_graph(graph),
+                )
         finally:
             processes.stop()
     for name, (critical, makespan, layered, _) in results.items():

@@ -210,7 +210,7 @@ def _workspace(job: DriverJob) -> tuple[DriverJob, str | None]:
     """When the session's workdir is a git repository, the task works in its own worktree."""
     if not job.agent.id or not (Path(job.workdir) / ".git").exists():
         return job, None
-    worktree = create_worktree(job.workdir, job.session_id, job.task_key)
+    worktree = create_worktree(job.workdir, job.session_id, job.task_key, base=job.base_ref)
     return replace(job, workdir=str(worktree)), branch_name(job.session_id, job.task_key)
 
 

@@ -38,6 +38,7 @@ class DriverJob:
     context: dict[str, Any] = field(default_factory=dict)
     capacity: int = 1
     queued_at: datetime | None = None
+    base_ref: str = "HEAD"
 
 
 @dataclass

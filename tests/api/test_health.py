@@ -17,7 +17,9 @@ def test_ready_when_everything_answers(client):
 
 
 def test_ready_names_redis_when_it_is_down(database_url):
-    app = create_app({"DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    app = create_app(
+        {"DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
     response = app.test_client().get("/health/ready")
     assert response.status_code == 503
     assert response.json["failing"] == ["redis"]
@@ -27,8 +29,10 @@ def test_ready_names_redis_when_it_is_down(database_url):
 def test_ready_names_postgresql_when_it_is_down(redis_url, database_url):
     dead = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nowhere"
     try:
-        response = create_app({"DATABASE_URL": dead, "REDIS_URL": redis_url}).test_client().get(
-            "/health/ready"
+        response = (
+            create_app({"DATABASE_URL": dead, "REDIS_URL": redis_url})
+            .test_client()
+            .get("/health/ready")
         )
     finally:
         create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url})

@@ -131,8 +131,19 @@ def test_agent_in_maintenance_does_not_count(client, db):
         ({"title": "t", "prompt": "p"}, "dag"),
         ({"title": "t", "prompt": "p", "dag": {"tasks": []}}, "dag"),
         ({"title": 5, "prompt": "p", "dag": {"tasks": [{"key": "a"}]}}, "title"),
-        ({"title": "t", "prompt": "p", "priority": "urgent", "dag": {"tasks": [{"key": "a"}]}}, "priority"),
-        ({"title": "t", "prompt": "p", "max_duration_seconds": 10, "dag": {"tasks": [{"key": "a"}]}}, "max_duration_seconds"),
+        (
+            {"title": "t", "prompt": "p", "priority": "urgent", "dag": {"tasks": [{"key": "a"}]}},
+            "priority",
+        ),
+        (
+            {
+                "title": "t",
+                "prompt": "p",
+                "max_duration_seconds": 10,
+                "dag": {"tasks": [{"key": "a"}]},
+            },
+            "max_duration_seconds",
+        ),
         ({"title": "t", "prompt": "p", "type": "party", "dag": {"tasks": [{"key": "a"}]}}, "type"),
         ({"title": "t", "prompt": "p", "dag": {"tasks": [{"key": "a", "depends_on": [7]}]}}, "dag"),
         ({"title": "t", "prompt": "p", "dag": {"tasks": [{"key": "a b"}]}}, "dag"),

@@ -20,5 +20,3 @@ def beat(worker_env, services_root):
     yield process
     process.terminate()
     process.wait(20)
-
-

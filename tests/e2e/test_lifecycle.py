@@ -46,8 +46,13 @@ def wait_task(client, session_id, key, status, timeout=30):
 
 def test_cancel_stops_the_running_command(client, agent, worker, tmp_path):
     marker = tmp_path / "finished"
-    session_id = submit(client, [{"key": "long", "command": f"sleep 20; touch {marker}"},
-                                 {"key": "after", "command": "true", "depends_on": ["long"]}])
+    session_id = submit(
+        client,
+        [
+            {"key": "long", "command": f"sleep 20; touch {marker}"},
+            {"key": "after", "command": "true", "depends_on": ["long"]},
+        ],
+    )
     wait_task(client, session_id, "long", "in_progress")
     started = time.monotonic()
     assert client.post(f"/api/v1/sessions/{session_id}/cancel").status_code == 200
@@ -62,8 +67,13 @@ def test_cancel_stops_the_running_command(client, agent, worker, tmp_path):
 
 
 def test_pause_lets_running_tasks_finish_and_resume_continues(client, agent, worker):
-    session_id = submit(client, [{"key": "a", "command": "sleep 1.5"},
-                                 {"key": "b", "command": "true", "depends_on": ["a"]}])
+    session_id = submit(
+        client,
+        [
+            {"key": "a", "command": "sleep 1.5"},
+            {"key": "b", "command": "true", "depends_on": ["a"]},
+        ],
+    )
     wait_task(client, session_id, "a", "in_progress")
     assert client.post(f"/api/v1/sessions/{session_id}/pause").json["status"] == "paused"
     wait_task(client, session_id, "a", "completed")
@@ -107,8 +117,9 @@ def test_restore_a_checkpoint_reruns_what_came_after_it(client, agent, worker):
 
 
 def test_watchdog_times_out_a_session_past_its_max_duration(client, agent, worker, beat, db):
-    session_id = submit(client, [{"key": "forever", "command": "sleep 120"}],
-                        max_duration_seconds=60)
+    session_id = submit(
+        client, [{"key": "forever", "command": "sleep 120"}], max_duration_seconds=60
+    )
     wait_task(client, session_id, "forever", "in_progress")
     from models import Session
 

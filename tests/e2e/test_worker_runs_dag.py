@@ -23,7 +23,9 @@ def agent(client, db):
 
 
 def run_session(client, tasks, timeout=60):
-    response = client.post("/api/v1/sessions", json={"title": "e2e", "prompt": "p", "dag": {"tasks": tasks}})
+    response = client.post(
+        "/api/v1/sessions", json={"title": "e2e", "prompt": "p", "dag": {"tasks": tasks}}
+    )
     assert response.status_code == 201, response.json
     session_id = response.json["id"]
 
@@ -44,8 +46,12 @@ def test_parallel_branches_overlap_and_the_join_waits_for_both(client, agent, wo
         {"key": "setup", "command": f"echo setup >> {marker}"},
         {"key": "left", "command": f"sleep 1; echo left >> {marker}", "depends_on": ["setup"]},
         {"key": "right", "command": f"sleep 1; echo right >> {marker}", "depends_on": ["setup"]},
-        {"key": "join", "command": f"echo join >> {marker}; echo joined", "depends_on": ["left", "right"],
-         "required_capabilities": ["test_generation"]},
+        {
+            "key": "join",
+            "command": f"echo join >> {marker}; echo joined",
+            "depends_on": ["left", "right"],
+            "required_capabilities": ["test_generation"],
+        },
     ]
     session = run_session(client, tasks)
     assert session["status"] == "completed", session
@@ -62,7 +68,12 @@ def test_parallel_branches_overlap_and_the_join_waits_for_both(client, agent, wo
 def test_a_failing_task_fails_the_session_and_skips_what_depends_on_it(client, agent, worker):
     tasks = [
         {"key": "build", "command": "echo compiling; echo 'error: missing ;' >&2; exit 3"},
-        {"key": "deploy", "command": "true", "depends_on": ["build"], "required_capabilities": ["deployment"]},
+        {
+            "key": "deploy",
+            "command": "true",
+            "depends_on": ["build"],
+            "required_capabilities": ["deployment"],
+        },
         {"key": "docs", "command": "true"},
     ]
     session = run_session(client, tasks)

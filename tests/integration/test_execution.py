@@ -70,7 +70,13 @@ def run_one(db, session_id, task_id, epoch, outcome=OK, token=1):
 
 def test_launch_dispatches_roots_as_chains_and_bumps_the_epoch(db):
     session = make_session(
-        db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False), ("j", ["b", "c"], [], False)]
+        db,
+        [
+            ("a", [], [], False),
+            ("b", ["a"], [], False),
+            ("c", [], [], False),
+            ("j", ["b", "c"], [], False),
+        ],
     )
     dispatch = execution.launch(db, session.id)
     db.commit()
@@ -104,7 +110,9 @@ def test_a_task_runs_once_per_epoch_and_stale_messages_are_no_ops(db):
 
 
 def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, db):
-    session = make_session(db, [("a", [], [], False), ("b", [], [], False), ("j", ["a", "b"], [], False)])
+    session = make_session(
+        db, [("a", [], [], False), ("b", [], [], False), ("j", ["a", "b"], [], False)]
+    )
     dispatch = execution.launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
@@ -130,7 +138,9 @@ def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, 
 
 
 def test_failure_skips_dependents_and_fails_the_session(db):
-    session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False)])
+    session = make_session(
+        db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False)]
+    )
     dispatch = execution.launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
@@ -145,11 +155,15 @@ def test_failure_skips_dependents_and_fails_the_session(db):
 
 
 def test_optional_failure_gives_partially_completed(db):
-    session = make_session(db, [("a", [], [], True), ("b", [{"key": "a", "required": False}], [], False)])
+    session = make_session(
+        db, [("a", [], [], True), ("b", [{"key": "a", "required": False}], [], False)]
+    )
     dispatch = execution.launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
-    follow = run_one(db, session.id, ids["a"], dispatch.epoch, DriverResult(succeeded=False, error="x"))
+    follow = run_one(
+        db, session.id, ids["a"], dispatch.epoch, DriverResult(succeeded=False, error="x")
+    )
     assert follow is None or follow.runs == []  # b was chained behind a
     run_one(db, session.id, ids["b"], dispatch.epoch)
     db.refresh(session)
@@ -204,7 +218,13 @@ def test_launch_of_an_unknown_session_is_not_found(db):
 
 def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(db):
     session = make_session(
-        db, [("y", [], [], False), ("x0", [], [], False), ("x", ["x0"], [], False), ("j", ["x", "y"], [], False)]
+        db,
+        [
+            ("y", [], [], False),
+            ("x0", [], [], False),
+            ("x", ["x0"], [], False),
+            ("j", ["x", "y"], [], False),
+        ],
     )
     dispatch = execution.launch(db, session.id)
     db.commit()

@@ -11,7 +11,9 @@ def spec(*pairs):
 
 
 def test_valid_dag_becomes_a_graph_with_edges_from_dependency_to_dependent():
-    graph = dags.build_graph(spec(("a", []), ("b", ["a"]), ("c", [{"key": "a", "required": False}])))
+    graph = dags.build_graph(
+        spec(("a", []), ("b", ["a"]), ("c", [{"key": "a", "required": False}]))
+    )
     assert set(graph.edges) == {("a", "b"), ("a", "c")}
     assert graph.edges["a", "c"]["required"] is False
     assert graph.edges["a", "b"]["type"] == "finish_to_start"
@@ -22,7 +24,9 @@ def test_cycle_is_named():
         dags.build_graph(spec(("a", ["c"]), ("b", ["a"]), ("c", ["b"]), ("d", [])))
     message = error.value.errors["dag.tasks"][0]
     assert message.startswith("Dependency cycle: ")
-    assert {"a", "b", "c"} <= set(message.removeprefix("Dependency cycle: ").rstrip(".").split(" -> "))
+    assert {"a", "b", "c"} <= set(
+        message.removeprefix("Dependency cycle: ").rstrip(".").split(" -> ")
+    )
 
 
 @pytest.mark.parametrize(
