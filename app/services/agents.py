@@ -55,7 +55,12 @@ def register_agent(db: DbSession, **fields: Any) -> Agent:
 
 def get_agent(db: DbSession, agent_id: str, *, lock: bool = False) -> Agent:
     """The agent with this id (row-locked with `lock`), or NotFound."""
-    agent = db.get(Agent, agent_id, with_for_update=lock, populate_existing=lock)
+    agent = db.get(
+        Agent,
+        agent_id,
+        with_for_update={"key_share": True} if lock else False,
+        populate_existing=lock,
+    )
     if agent is None:
         raise NotFound(f"Agent {agent_id} not found.")
     return agent

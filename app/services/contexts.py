@@ -89,7 +89,7 @@ def _check_target(db: DbSession, ref: tuple[str, str | None, str], ttl: int | No
 
 def _locked(db: DbSession, scope: str, owner_id: str | None, key: str) -> Context | None:
     """The entry, row-locked; an expired one is deleted so the key starts over."""
-    entry = db.scalar(_select(scope, owner_id, key).with_for_update())
+    entry = db.scalar(_select(scope, owner_id, key).with_for_update(key_share=True))
     if entry is not None and entry.expires_at is not None and entry.expires_at <= utcnow():
         db.delete(entry)
         db.flush()

@@ -39,7 +39,9 @@ LEASED_SESSION_STATUSES = (*SESSION_ACTIVE, SessionStatus.PAUSED)
 
 
 def _lock_session(db: DbSession, session_id: str) -> Session:
-    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if session is None:
         raise NotFound(f"Session {session_id} not found.")
     return session
@@ -99,7 +101,7 @@ def _unsatisfied_dependency(task_id: str):
 def _return_to_pending_if_waiting(db: DbSession, session_id: str, task_id: str, epoch: int):
     """A ready task that arrived before its predecessors finished waits in `pending` again,
     so that the completion of its last predecessor dispatches it (under the session lock)."""
-    session = db.get(Session, session_id, with_for_update=True)
+    session = db.get(Session, session_id, with_for_update={"key_share": True})
     if session is None or session.epoch != epoch:
         return
     waiting = db.execute(

@@ -40,7 +40,9 @@ def allowed_actions(status: SessionStatus) -> list[str]:
 
 
 def _lock(db: DbSession, session_id: str) -> Session:
-    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if session is None:
         raise NotFound(f"Session {session_id} not found.")
     return session

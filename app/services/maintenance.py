@@ -58,7 +58,7 @@ def record_health(
 ) -> AgentStatus | None:
     """Apply one health check: a probe error or a stale heartbeat counts as a failure; enough
     failures in a row make the agent unhealthy, and one success makes it active again."""
-    agent = db.get(Agent, agent_id, with_for_update=True, populate_existing=True)
+    agent = db.get(Agent, agent_id, with_for_update={"key_share": True}, populate_existing=True)
     if agent is None or agent.maintenance or agent.status not in CHECKED_STATUSES:
         return None
     now = utcnow()
@@ -117,7 +117,9 @@ def sessions_due_for_retention(db: DbSession, older_than: timedelta, limit: int 
 
 def prune_session(db: DbSession, session_id: str, older_than: timedelta) -> dict[str, int]:
     """Delete a finished session's events and superseded checkpoints, if still due."""
-    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if (
         session is None
         or session.status not in SESSION_FINISHED
@@ -174,7 +176,9 @@ def clean_worktrees(
 ) -> list[str] | None:
     """Remove a finished session's task worktrees and branches (under its row lock, so a retry
     cannot start meanwhile); return the branches removed, or None when nothing was due."""
-    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if session is None:
         return None
     still_due = db.scalar(

@@ -90,7 +90,7 @@ def _schedule_retry(
     task = db.scalar(
         select(SessionTask)
         .where(*_fenced(job), SessionTask.fence_token <= fence_token)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if task is None:
         _reject_outcome(db, job, epoch)

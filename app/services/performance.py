@@ -160,7 +160,7 @@ def note_outcome(
     A success ends the streak but does not reactivate an unhealthy agent: a health check or an
     operator does (PATCH status=active, maintenance off).
     """
-    agent = db.get(Agent, agent_id, with_for_update=True, populate_existing=True)
+    agent = db.get(Agent, agent_id, with_for_update={"key_share": True}, populate_existing=True)
     if agent is None:
         return
     if succeeded:

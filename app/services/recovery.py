@@ -99,7 +99,9 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
 
 def requeue_lost(db: DbSession, session_id: str, reason: str) -> bool:
     """Mark a session whose work was lost `orphaned`, then `queued`; True if a launch is due."""
-    session = db.get(Session, session_id, with_for_update=True, populate_existing=True)
+    session = db.get(
+        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
+    )
     if session is None:
         return False
     if session.status in (S.RUNNING, S.DEGRADED):
@@ -120,7 +122,7 @@ def orphan_children_of_halted_parents(db: DbSession) -> list[str]:
         select(Session)
         .join(parent, parent.id == Session.parent_id)
         .where(Session.status.in_(TIMEOUT_CANDIDATES), parent.status.in_(HALTED_PARENT))
-        .with_for_update(of=Session)
+        .with_for_update(of=Session, key_share=True)
     ).all()
     for child in children:
         child.epoch += 1

@@ -122,17 +122,23 @@ def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, 
     barrier = threading.Barrier(2)
     results = {}
 
+    errors = []
+
     def finish(key):
-        with DbSession(bind=database.engine) as own:
-            barrier.wait()
-            results[key] = outcomes.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1, 1)
-            own.commit()
+        try:
+            with DbSession(bind=database.engine) as own:
+                barrier.wait()
+                results[key] = outcomes.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1, 1)
+                own.commit()
+        except Exception as error:  # a deadlock or any error must fail the test, not a warning
+            errors.append(error)
 
     threads = [threading.Thread(target=finish, args=(key,)) for key in ("a", "b")]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     dispatched = [run for result in results.values() for run in result.runs]
     assert dispatched == [[ids["j"]]]
 
