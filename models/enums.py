@@ -67,7 +67,7 @@ class AgentType(str, enum.Enum):
     OPTIMIZER = "optimizer"
 
 
-class AgentCapability(str, enum.Enum):
+class AgentCapability(enum.StrEnum):
     REQUIREMENTS_ANALYSIS = "requirements_analysis"
     SYSTEM_DESIGN = "system_design"
     ARCHITECTURE_PLANNING = "architecture_planning"

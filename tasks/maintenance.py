@@ -8,9 +8,7 @@ import logging
 from datetime import timedelta
 
 import networkx as nx
-import redis
 from celery import shared_task
-from flask import current_app
 
 from app.drivers.opencode_client import OpenCodeClient, Timeouts
 from app.locks import FairSemaphore, find_wait_for_cycles, wait_for_graph
@@ -19,24 +17,16 @@ from app.services import beat_jobs, maintenance
 from app.services.maintenance import HealthPolicy
 from models.base import utcnow
 
-from .sessions import in_transaction
+from .sessions import in_transaction, redis_client
 
 logger = logging.getLogger(__name__)
 
 GUARD_SECONDS = 3600
 
 
-def _redis() -> redis.Redis:
-    clients = current_app.extensions.setdefault("maintenance_redis", {})
-    url = current_app.config["REDIS_URL"]
-    if url not in clients:
-        clients[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-    return clients[url]
-
-
 def _first_delivery(key: str) -> bool:
     """True for the first delivery of a fanned-out task, False for a duplicate."""
-    return bool(_redis().set(f"orch:maintenance:{key}", 1, nx=True, ex=GUARD_SECONDS))
+    return bool(redis_client().set(f"orch:maintenance:{key}", 1, nx=True, ex=GUARD_SECONDS))
 
 
 def fan_out(task, calls: list[tuple]) -> int:
@@ -136,7 +126,7 @@ def clean_worktrees(
 @beat_jobs.beat_job("maintenance.deadlocks")
 def deadlocks(namespace: str = "orch") -> dict:
     """Find owners of Redis semaphores that wait for each other and break each cycle."""
-    graph = wait_for_graph(_redis(), namespace)
+    graph = wait_for_graph(redis_client(), namespace)
     cycles = [list(cycle) for cycle in nx.simple_cycles(graph)]
     if cycles:
         logger.warning("wait-for cycles namespace=%s cycles=%s", namespace, cycles)
@@ -148,9 +138,9 @@ def deadlocks(namespace: str = "orch") -> dict:
 @shared_task(name="maintenance.break_deadlock", ignore_result=True)
 def break_deadlock(owner: str, resource: str, namespace: str = "orch") -> int:
     """Revoke `owner`'s lease on `resource` if it is still part of a cycle (re-read now)."""
-    if not any(owner in cycle for cycle in find_wait_for_cycles(_redis(), namespace)):
+    if not any(owner in cycle for cycle in find_wait_for_cycles(redis_client(), namespace)):
         logger.info("deadlock gone owner=%s resource=%s", owner, resource)
         return 0
-    revoked = FairSemaphore(_redis(), resource, namespace=namespace).revoke(owner)
+    revoked = FairSemaphore(redis_client(), resource, namespace=namespace).revoke(owner)
     logger.warning("deadlock broken owner=%s resource=%s leases=%d", owner, resource, revoked)
     return revoked

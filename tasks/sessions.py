@@ -127,8 +127,9 @@ def launch(session_id: str) -> None:
     apply_dispatch(dispatch)
 
 
-def _agent_lock_client() -> redis.Redis:
-    clients = current_app.extensions.setdefault("agent_lock_redis", {})
+def redis_client() -> redis.Redis:
+    """A Redis client for this app's REDIS_URL, shared by the tasks of this process."""
+    clients = current_app.extensions.setdefault("task_redis", {})
     url = current_app.config["REDIS_URL"]
     if url not in clients:
         clients[url] = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
@@ -138,7 +139,7 @@ def _agent_lock_client() -> redis.Redis:
 def agent_semaphore(job: DriverJob) -> FairSemaphore:
     """The fair, leased semaphore guarding the agent's `capacity` slots."""
     return FairSemaphore(
-        _agent_lock_client(),
+        redis_client(),
         f"agent:{job.agent.id}",
         capacity=job.capacity,
         lease_ttl=current_app.config["TASK_LEASE_SECONDS"],
