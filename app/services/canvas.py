@@ -46,3 +46,36 @@ def compile_canvas(
     if not pieces:
         return None
     return pieces[0] if len(pieces) == 1 else group(pieces)
+
+
+def plan_runs(graph: nx.DiGraph) -> list[list[str]]:
+    """Partition every task into the series runs it will be dispatched in, in topological order.
+
+    A task starts a run unless it has exactly one predecessor and is that predecessor's only
+    successor; such a task is chained behind it.
+    """
+    starts = [
+        node
+        for node in nx.topological_sort(graph)
+        if graph.in_degree(node) != 1 or graph.out_degree(next(iter(graph.pred[node]))) != 1
+    ]
+    return [series_run(graph, start) for start in starts]
+
+
+def compile_dispatch_plan(spec: dict, session_id: str = "preview", epoch: int = 1) -> dict:
+    """Validate a DAG spec, partition it into series runs and compile the first dispatch.
+
+    Pure: signatures are built by name, so no broker or Celery app is needed.
+    """
+    from celery import signature
+
+    from .dags import build_graph
+
+    graph = build_graph(spec["tasks"])
+    runs = plan_runs(graph)
+    roots = [run for run in runs if graph.in_degree(run[0]) == 0]
+
+    def make_signature(key: str) -> Signature:
+        return signature("sessions.run_task", args=(session_id, key, epoch), immutable=True)
+
+    return {"runs": runs, "first_dispatch": compile_canvas(roots, make_signature)}

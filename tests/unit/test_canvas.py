@@ -49,3 +49,17 @@ def test_join_is_never_compiled_ahead_of_its_predecessors():
 
 def test_nothing_ready_compiles_to_nothing():
     assert canvas.compile_canvas([], signature) is None
+
+
+def test_plan_runs_partitions_every_task_once():
+    graph = graph_of(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", ["b"]), ("e", ["c", "d"]))
+    runs = canvas.plan_runs(graph)
+    assert runs == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert sorted(key for run in runs for key in run) == sorted(graph.nodes)
+
+
+def test_compile_dispatch_plan_needs_no_broker():
+    spec = {"tasks": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}, {"key": "c"}]}
+    plan = canvas.compile_dispatch_plan(spec)
+    assert plan["runs"] == [["a", "b"], ["c"]]
+    assert isinstance(plan["first_dispatch"], group)
