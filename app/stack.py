@@ -172,7 +172,7 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
 
     stack = Stack(home=home, api_port=port)
     stoppers: list = []
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupt)
     print("Starting the orchestrator (Ctrl-C stops everything)")
     try:
