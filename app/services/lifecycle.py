@@ -76,6 +76,12 @@ def apply_action(db: DbSession, session_id: str, action: str) -> tuple[Session, 
         raise _refuse(session, action)
     if action in ("cancel", "stop"):
         _halt(db, session, target)
+    elif action == "pause":
+        session.transition_to(target)
+        _set_tasks(db, session.id, [T.PENDING, T.READY, T.BLOCKED], T.PAUSED)
+    elif action == "resume":
+        session.transition_to(target)
+        _set_tasks(db, session.id, [T.PAUSED], T.PENDING)
     elif action == "retry":
         _reset_for_retry(db, session)
         session.transition_to(S.PENDING)

@@ -76,6 +76,7 @@ def test_pause_lets_running_tasks_finish_and_resume_continues(client, agent, wor
     )
     wait_task(client, session_id, "a", "in_progress")
     assert client.post(f"/api/v1/sessions/{session_id}/pause").json["status"] == "paused"
+    assert tasks_of(client, session_id)["b"]["status"] == "paused"
     wait_task(client, session_id, "a", "completed")
     time.sleep(1.0)  # a window in which b would have started, were the session not paused
     assert tasks_of(client, session_id)["b"]["executions"] == 0
