@@ -201,10 +201,7 @@ def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: th
                           error=f"The agent slot's lease was lost: {outcome.error}")  # fmt: skip
     status = "completed" if outcome.succeeded else "failed"
     observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
-    dispatch = in_transaction(outcomes.record_outcome, job, epoch, outcome, duration, token)
-    if job.agent.id:
-        in_transaction(outcomes.record_agent_outcome, job.agent.id, outcome, duration)
-    return dispatch
+    return in_transaction(outcomes.record_outcome, job, epoch, outcome, duration, token)
 
 
 def _workspace(job: DriverJob) -> tuple[DriverJob, str | None]:

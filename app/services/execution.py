@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 import networkx as nx
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
@@ -178,14 +178,8 @@ def claim(
             .where(TaskDependency.task_id == task.id)
         )
     )
-    integrated = db.scalar(
-        select(func.count())
-        .select_from(SessionTask)
-        .where(
-            SessionTask.id.in_(nx.ancestors(scheduling.session_graph(db, session_id), task.id)),
-            SessionTask.action == "integrate",
-        )
-    )
+    graph = scheduling.session_graph(db, session_id)
+    integrated = bool(graph.graph["integrations"] & nx.ancestors(graph, task.id))
     context = contexts.context_for_task(db, session_id, predecessors) if predecessors else {}
     record_event(db, session_id, "task.assigned", task_id=task_id, agent_id=agent.id,
                  key=task.key, attempt=task.attempt)  # fmt: skip

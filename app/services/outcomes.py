@@ -70,9 +70,10 @@ def record_outcome(
                  error=outcome.error)  # fmt: skip
     session = _lock_session(db, job.session_id)
     _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
-    if session.status not in SESSION_ACTIVE:
-        return None
-    return scheduling.dispatch_ready(db, session)
+    dispatch = scheduling.dispatch_ready(db, session) if session.status in SESSION_ACTIVE else None
+    if job.agent.id:  # last, so the agent's row lock is held only until the commit
+        record_agent_outcome(db, job.agent.id, outcome, duration)
+    return dispatch
 
 
 def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
@@ -105,6 +106,8 @@ def _schedule_retry(
     task.queued_at = utcnow() + timedelta(seconds=delay)
     record_event(db, job.session_id, "task.retry_scheduled", task_id=task.id, key=task.key,
                  attempt=task.attempt, delay_s=round(delay, 2), error=outcome.error)  # fmt: skip
+    if job.agent.id:
+        record_agent_outcome(db, job.agent.id, outcome, 0.0)
     session = _lock_session(db, job.session_id)
     if session.status is SessionStatus.RUNNING:
         session.transition_to(SessionStatus.DEGRADED)
@@ -148,10 +151,7 @@ def _checkpoint(
 def record_agent_outcome(
     db: DbSession, agent_id: str, outcome: DriverResult, duration: float
 ) -> None:
-    """Add an attempt's outcome to its agent's figures and failure streak.
-
-    Called in a transaction of its own after the outcome commits, so that the agent's row
-    lock never lengthens the session's critical section."""
+    """Add an attempt's outcome to its agent's figures and failure streak."""
     _update_agent_figures(db, agent_id, outcome, duration)
     performance.note_outcome(db, agent_id, outcome.succeeded)
 

@@ -40,9 +40,11 @@ def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
         _graphs.move_to_end(session_id)
         return graph
     graph = nx.DiGraph()
-    graph.add_nodes_from(
-        db.scalars(select(SessionTask.id).where(SessionTask.session_id == session_id))
-    )
+    nodes = db.execute(
+        select(SessionTask.id, SessionTask.action).where(SessionTask.session_id == session_id)
+    ).all()
+    graph.add_nodes_from(task_id for task_id, _ in nodes)
+    graph.graph["integrations"] = frozenset(tid for tid, action in nodes if action == "integrate")
     edges = db.execute(
         select(TaskDependency.depends_on_id, TaskDependency.task_id, TaskDependency.required)
         .where(TaskDependency.session_id == session_id)
