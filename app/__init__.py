@@ -12,6 +12,7 @@ from .celery_app import celery_init_app
 from .config import load_config
 from .errors import register_error_handlers
 from .extensions import db
+from .input_guard import init_input_guard
 from .logging_config import configure_logging, hook_celery_logging
 from .metrics import init_metrics
 
@@ -29,6 +30,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     init_metrics(app)  # before auth, so that requests refused by auth are timed too
     api = Api(app, spec_kwargs=api_spec_kwargs(app.config))
     init_auth(app, api)
+    init_input_guard(app)
     register_blueprints(api)
     register_error_handlers(app)
     return app

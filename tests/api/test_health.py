@@ -45,3 +45,14 @@ def test_openapi_document_and_swagger_ui(client):
     assert spec.status_code == 200
     assert "/api/v1/sessions" in spec.json["paths"]
     assert client.get("/api/docs").status_code == 200
+
+
+def test_text_postgresql_cannot_store_is_a_422_not_a_500(client, db):
+    body = {"name": "x", "type": "implementer", "driver": "shell",
+            "capabilities": ["code_generation"], "config": {"k\ud911": "v"}}  # fmt: skip
+    response = client.post("/api/v1/agents", json=body)
+    assert response.status_code == 422
+    nul = client.post("/api/v1/sessions", json={"title": "a\x00b", "prompt": "p"})
+    assert nul.status_code == 422 and "title" in nul.json["errors"]
+    assert client.get("/api/v1/sessions/abc%00def").status_code == 422
+    assert client.get("/api/v1/sessions?tag=%00").status_code == 422
