@@ -160,9 +160,9 @@ def get_session(db: DbSession, session_id: str) -> Session:
         select(Session)
         .where(Session.id == session_id)
         .options(
-            selectinload(Session.tasks)
-            .selectinload(SessionTask.dependencies)
-            .selectinload(TaskDependency.depends_on)
+            # A dependency's predecessor is a task of the same session, already loaded: the
+            # many-to-one is served from the identity map, so it needs no third query.
+            selectinload(Session.tasks).selectinload(SessionTask.dependencies)
         )
     )
     if session is None:
