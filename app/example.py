@@ -85,7 +85,9 @@ EXAMPLE_SESSION = {
             {
                 "key": "release",
                 "title": "Package the release",
-                "command": "sleep 0.5; tar czf release.tgz greet.py cli.py README.md && ls -l release.tgz",
+                "command": (
+                    "sleep 0.5; tar czf release.tgz greet.py cli.py README.md && ls -l release.tgz"
+                ),
                 "required_capabilities": ["deployment"],
                 "depends_on": ["test", "docs"],
             },

@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis-compatible (Valkey) servers from PyPI wheels, for laptops and tests."""
+"""Embedded PostgreSQL and Valkey (Redis protocol) from PyPI wheels, for tests and laptops."""
 
 from __future__ import annotations
 

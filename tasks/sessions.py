@@ -20,7 +20,7 @@ from app.drivers import get_driver
 from app.drivers.base import DriverJob, DriverResult
 from app.extensions import db
 from app.locks import FairSemaphore, LockTimeout
-from app.metrics import observe_task_finished, observe_task_started
+from app.metrics import observe_lease_age, observe_task_finished, observe_task_started
 from app.services import canvas, execution, outcomes
 from app.workspaces import WorkspaceError, branch_name, commit_all, create_worktree
 from models.base import utcnow
@@ -99,12 +99,13 @@ class Lease:
     def _run(self) -> None:
         from sqlalchemy.orm import Session as DbSession
 
-        last_renewal = time.monotonic()
+        started = last_renewal = time.monotonic()
         while not self._done.wait(self.interval):
             try:
                 with DbSession(bind=db.engine) as own, own.begin():
                     owned = execution.renew_lease(own, self.job)
                 last_renewal = time.monotonic()
+                observe_lease_age(self.job.agent.name, last_renewal - started)
             except DBAPIError as error:
                 logger.warning("lease renewal failed task_id=%s: %s", self.job.task_id, error.orig)
                 owned = time.monotonic() - last_renewal < self.timeout

@@ -8,6 +8,7 @@ import time
 from flask import Response, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from app.extensions import db
@@ -39,8 +40,7 @@ def _stream(session_id: str, after: int):
     while True:
         with DbSession(bind=db.engine) as own:
             batch = event_service.list_events(own, session_id, after, limit=500)
-            status = own.scalar(Session.__table__.select().with_only_columns(
-                Session.status).where(Session.id == session_id))  # fmt: skip
+            status = own.scalar(select(Session.status).where(Session.id == session_id))
         for event in batch:
             after = event.id
             yield _sse(event)

@@ -1,9 +1,11 @@
-"""Pure DAG logic on networkx: validate a submitted DAG, find what is ready, plan its execution."""
+"""Pure DAG logic on networkx: validate a submitted DAG and find what can run.
+
+Critical paths, levels and makespans of a DAG spec live in `app.planning.graph`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -15,16 +17,6 @@ class DagError(ValueError):
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
         self.errors = errors
-
-
-@dataclass(frozen=True)
-class Edge:
-    """A dependency of `task` on `depends_on`."""
-
-    task: str
-    depends_on: str
-    type: str = "finish_to_start"
-    required: bool = True
 
 
 def normalize_dependency(raw: str | Mapping[str, Any]) -> tuple[str, str, bool]:
@@ -96,30 +88,3 @@ def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) ->
         and finished.get(pred) not in (None, "completed")
         for pred in graph.pred[key]
     )
-
-
-def critical_path(graph: nx.DiGraph, durations: Mapping[str, float]) -> tuple[list[str], float]:
-    """The longest path by task duration, and its length."""
-    finish: dict[str, float] = {}
-    best_pred: dict[str, str | None] = {}
-    for key in nx.topological_sort(graph):
-        start, parent = 0.0, None
-        for pred in graph.pred[key]:
-            if finish[pred] > start:
-                start, parent = finish[pred], pred
-        finish[key] = start + durations.get(key, 1.0)
-        best_pred[key] = parent
-    if not finish:
-        return [], 0.0
-    node: str | None = max(finish, key=finish.__getitem__)
-    length = finish[node]
-    path = []
-    while node is not None:
-        path.append(node)
-        node = best_pred[node]
-    return path[::-1], length
-
-
-def levels(graph: nx.DiGraph) -> list[list[str]]:
-    """Topological generations: tasks of one level have no dependency among them."""
-    return [sorted(generation) for generation in nx.topological_generations(graph)]

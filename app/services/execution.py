@@ -33,8 +33,6 @@ from .scheduling import Dispatch
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_SECONDS = 1.0
-RETRY_MAX_SECONDS = 60.0
 LEASED_SESSION_STATUSES = (*SESSION_ACTIVE, SessionStatus.PAUSED)
 
 

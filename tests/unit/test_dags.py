@@ -53,15 +53,3 @@ def test_ready_tasks_wait_for_required_completion_only():
     assert dags.ready_tasks(graph, {"a": "failed", "b": "completed"}) == []
     assert dags.blocked_forever(graph, {"a": "failed"}, "c")
     assert not dags.blocked_forever(graph, {"b": "failed"}, "c")
-
-
-def test_critical_path_follows_the_longest_durations():
-    graph = dags.build_graph(spec(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"])))
-    path, length = dags.critical_path(graph, {"a": 1, "b": 5, "c": 2, "d": 1})
-    assert path == ["a", "b", "d"]
-    assert length == 7
-
-
-def test_levels_are_topological_generations():
-    graph = dags.build_graph(spec(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"])))
-    assert dags.levels(graph) == [["a"], ["b", "c"], ["d"]]
