@@ -21,7 +21,7 @@ from app.drivers.base import DriverJob, DriverResult
 from app.extensions import db
 from app.locks import FairSemaphore, LockTimeout
 from app.metrics import observe_lease_age, observe_task_finished, observe_task_started
-from app.services import canvas, execution, outcomes
+from app.services import canvas, claims, execution, outcomes
 from app.workspaces import WorkspaceError, branch_name, commit_all, create_worktree
 from models.base import utcnow
 
@@ -150,7 +150,7 @@ def agent_semaphore(job: DriverJob) -> FairSemaphore:
 @shared_task(name="sessions.run_task", bind=True, max_retries=None, ignore_result=True)
 def run_task(self, session_id: str, task_id: str, epoch: int) -> None:
     """Claim a task, take a slot of its agent, run the driver, record the outcome, dispatch."""
-    job = in_transaction(execution.claim, session_id, task_id, epoch, WORKER_NAME)
+    job = in_transaction(claims.claim, session_id, task_id, epoch, WORKER_NAME)
     if job is None:
         return
     config = current_app.config

@@ -22,10 +22,7 @@ logger = logging.getLogger(__name__)
 SCOPES = ("session", "agent", "global", "temporary")
 DEFAULT_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 30 * 24 * 3600
-TASK_PREFIX = "tasks."
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
-# Room kept in a task's context budget for the "truncated" and "omitted" markers.
-MARKER_CHARS = 48
 
 
 def _live(query, now: datetime):
@@ -275,40 +272,3 @@ def purge_expired(db: DbSession, now: datetime | None = None) -> int:
     if result.rowcount:
         logger.info("contexts_purged count=%d", result.rowcount)
     return result.rowcount
-
-
-def record_task_output(db: DbSession, session_id: str, task_key: str, result: dict) -> None:
-    """Store a task's summary and changed files as session context `tasks.<key>` (idempotent)."""
-    output = {
-        "summary": result.get("summary") or "",
-        "files_changed": list(result.get("files_changed") or []),
-        "succeeded": result.get("succeeded"),
-    }
-    write_entry(
-        db, "session", session_id, TASK_PREFIX + task_key, output, source=f"task:{task_key}"
-    )
-
-
-def context_for_task(
-    db: DbSession, session_id: str, predecessor_keys: list[str], budget_chars: int = 8000
-) -> dict:
-    """What a task receives: its predecessors' outputs and the session's other entries, trimmed.
-
-    Returns {"predecessors": {key: output}, "session": {key: value}, "truncated": bool} and,
-    when entries had to be left out, "omitted" (how many). Far predecessors and session
-    entries are dropped last-first only after every value has been shortened.
-    """
-    entries = {e.key: e.value for e in list_entries(db, scope="session", owner_id=session_id)}
-    predecessors = {
-        key: entries[TASK_PREFIX + key] for key in predecessor_keys if TASK_PREFIX + key in entries
-    }
-    shared = {key: value for key, value in entries.items() if not key.startswith(TASK_PREFIX)}
-    sections = {"predecessors": predecessors, "session": shared}
-    drop = [("session", key) for key in reversed(list(shared))]
-    drop += [("predecessors", key) for key in reversed(list(predecessors))]
-    fitted, omitted = context_values.fit(sections, max(0, budget_chars - MARKER_CHARS), drop)
-    truncated = fitted != sections
-    result: dict[str, Any] = {**fitted, "truncated": truncated}
-    if omitted:
-        result["omitted"] = len(omitted)
-    return result

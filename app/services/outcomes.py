@@ -8,7 +8,7 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverJob, DriverResult
@@ -16,7 +16,7 @@ from models import Agent, Checkpoint, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, SessionStatus, TaskStatus
 
-from . import contexts, performance, scheduling
+from . import performance, scheduling, task_context
 from .events import record_event
 from .execution import _fenced, _lock_session
 from .scheduling import Dispatch
@@ -64,7 +64,7 @@ def record_outcome(
     if owned is None:
         _reject_outcome(db, job, epoch)
         return None
-    contexts.record_task_output(db, job.session_id, owned.key, outcome.as_dict())
+    task_context.record_task_output(db, job.session_id, owned.key, outcome.as_dict())
     record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
                  agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
                  error=outcome.error)  # fmt: skip
@@ -115,6 +115,21 @@ def _schedule_retry(
     return Dispatch(session.id, epoch, session.priority, retry_in=delay)
 
 
+def _checkpoint_statement():
+    """Append a checkpoint with the session's next sequence number, in one statement."""
+    table = Checkpoint.__table__
+    following = select(
+        bindparam("p_session_id"), bindparam("p_task_id"),
+        func.coalesce(func.max(table.c.sequence), 0) + 1, literal("task"),
+        bindparam("p_data", type_=table.c.data.type), bindparam("p_now"),
+    ).where(table.c.session_id == bindparam("p_session_id"))  # fmt: skip
+    columns = ["session_id", "task_id", "sequence", "kind", "data", "created_at"]
+    return insert(table).from_select(columns, following)
+
+
+_CHECKPOINT = _checkpoint_statement()
+
+
 def _checkpoint(
     db: DbSession,
     session_id: str,
@@ -125,40 +140,27 @@ def _checkpoint(
     duration: float,
 ) -> None:
     """Append a checkpoint of the task's outcome (under the session lock: sequence order)."""
-    sequence = db.scalar(
-        select(func.coalesce(func.max(Checkpoint.sequence), 0)).where(
-            Checkpoint.session_id == session_id
-        )
-    )
-    db.add(
-        Checkpoint(
-            session_id=session_id,
-            task_id=job.task_id,
-            sequence=sequence + 1,
-            kind="task",
-            data={
-                "key": key,
-                "status": status.value,
-                "attempt": job.attempt,
-                "agent_id": job.agent.id,
-                "duration_s": round(duration, 3),
-                "result": outcome.as_dict(),
-            },
-        )
+    data = {
+        "key": key,
+        "status": status.value,
+        "attempt": job.attempt,
+        "agent_id": job.agent.id,
+        "duration_s": round(duration, 3),
+        "result": outcome.as_dict(),
+    }
+    db.execute(
+        _CHECKPOINT,
+        {"p_session_id": session_id, "p_task_id": job.task_id, "p_data": data, "p_now": utcnow()},
     )
 
 
 def record_agent_outcome(
     db: DbSession, agent_id: str, outcome: DriverResult, duration: float
 ) -> None:
-    """Add an attempt's outcome to its agent's figures and failure streak."""
-    _update_agent_figures(db, agent_id, outcome, duration)
-    performance.note_outcome(db, agent_id, outcome.succeeded)
+    """Add an attempt's outcome to its agent's figures and failure streak.
 
-
-def _update_agent_figures(
-    db: DbSession, agent_id: str, outcome: DriverResult, duration: float
-) -> None:
+    A success updates the figures and ends the streak in one statement; a failure also counts
+    towards making the agent unhealthy (`performance.note_outcome`)."""
     values = {
         "total_duration_seconds": Agent.total_duration_seconds + duration,
         "total_tokens": Agent.total_tokens + sum(outcome.tokens.values()),
@@ -166,6 +168,14 @@ def _update_agent_figures(
     }
     if outcome.succeeded:
         values["tasks_completed"] = Agent.tasks_completed + 1
+        values["consecutive_failures"] = 0
     else:
         values["tasks_failed"] = Agent.tasks_failed + 1
-    db.execute(update(Agent).where(Agent.id == agent_id).values(**values))
+    db.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not outcome.succeeded:
+        performance.note_outcome(db, agent_id, succeeded=False)

@@ -34,17 +34,27 @@ class Dispatch:
 
 
 def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
-    """The session's DAG over task ids (edge u -> v: v depends on u), cached per process."""
+    """The session's DAG over task ids (edge u -> v: v depends on u), cached per process.
+
+    Nodes carry the tasks' immutable facts: key, action, has_command and capabilities."""
     graph = _graphs.get(session_id)
     if graph is not None:
         _graphs.move_to_end(session_id)
         return graph
     graph = nx.DiGraph()
     nodes = db.execute(
-        select(SessionTask.id, SessionTask.action).where(SessionTask.session_id == session_id)
-    ).all()
-    graph.add_nodes_from(task_id for task_id, _ in nodes)
-    graph.graph["integrations"] = frozenset(tid for tid, action in nodes if action == "integrate")
+        select(SessionTask.id, SessionTask.key, SessionTask.action,
+               SessionTask.command.is_not(None), SessionTask.required_capabilities)
+        .where(SessionTask.session_id == session_id)
+    ).all()  # fmt: skip
+    graph.add_nodes_from(
+        (tid, {"key": key, "action": action, "has_command": has_command,
+               "capabilities": tuple(capabilities or ())})
+        for tid, key, action, has_command, capabilities in nodes
+    )  # fmt: skip
+    graph.graph["integrations"] = frozenset(
+        tid for tid, _, action, *_ in nodes if action == "integrate"
+    )
     edges = db.execute(
         select(TaskDependency.depends_on_id, TaskDependency.task_id, TaskDependency.required)
         .where(TaskDependency.session_id == session_id)

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.services import contexts
+from app.services import contexts, task_context
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from models import Context, Session
 from models.base import utcnow
@@ -165,16 +165,39 @@ def test_invalid_targets_are_refused(db, ref, ttl, field):
     assert field in error.value.errors
 
 
+def test_a_changed_task_output_writes_a_new_version_with_history(db, session_id):
+    task_context.record_task_output(db, session_id, "schema", {"summary": "v1"})
+    task_context.record_task_output(db, session_id, "schema", {"summary": "v2"})
+    versions = contexts.history(db, "session", session_id, "tasks.schema")
+    assert [(v.version, v.value["summary"], v.strategy) for v in versions] == [
+        (1, "v1", "last_write_wins"),
+        (2, "v2", "last_write_wins"),
+    ]
+    assert contexts.get_entry(db, "session", session_id, "tasks.schema").version == 2
+
+
+def test_a_task_output_settles_a_pending_manual_merge(db, session_id):
+    task_context.record_task_output(db, session_id, "schema", {"summary": "v1"})
+    target = ("session", session_id, "tasks.schema")
+    contexts.merge_entry(db, target, "manual", value={"summary": "theirs"})
+    assert contexts.get_entry(db, *target).pending_merge
+    task_context.record_task_output(db, session_id, "schema", {"summary": "v1"})
+    entry = contexts.get_entry(db, *target)
+    assert entry.pending_merge is None and entry.value["summary"] == "v1"
+    assert contexts.history(db, *target)[-1].note == "replaced an unresolved merge"
+
+
 def test_task_outputs_reach_successors_as_context(db, session_id):
     result = {"succeeded": True, "summary": "Added the model", "files_changed": ["m.py"],
               "stdout_tail": "noise"}  # fmt: skip
-    contexts.record_task_output(db, session_id, "schema", result)
-    contexts.record_task_output(db, session_id, "schema", result)  # a redelivery changes nothing
-    contexts.record_task_output(db, session_id, "ui", {"summary": "Button", "succeeded": True})
+    task_context.record_task_output(db, session_id, "schema", result)
+    # A redelivery changes nothing.
+    task_context.record_task_output(db, session_id, "schema", result)
+    task_context.record_task_output(db, session_id, "ui", {"summary": "Button", "succeeded": True})
     contexts.write_entry(db, "session", session_id, "conventions", {"style": "black"})
     entry = contexts.get_entry(db, "session", session_id, "tasks.schema")
     assert entry.version == 1 and entry.source == "task:schema"
-    received = contexts.context_for_task(db, session_id, ["schema", "missing"])
+    received = task_context.context_for_task(db, session_id, ["schema", "missing"])
     assert received == {
         "predecessors": {
             "schema": {"summary": "Added the model", "files_changed": ["m.py"], "succeeded": True}
@@ -186,17 +209,17 @@ def test_task_outputs_reach_successors_as_context(db, session_id):
 
 def test_task_context_is_trimmed_to_the_budget(db, session_id):
     files = [f"src/module_{n}.py" for n in range(300)]
-    contexts.record_task_output(
+    task_context.record_task_output(
         db, session_id, "a", {"summary": "A" * 20000, "files_changed": files}
     )
-    contexts.record_task_output(db, session_id, "b", {"summary": "short"})
+    task_context.record_task_output(db, session_id, "b", {"summary": "short"})
     contexts.write_entry(db, "session", session_id, "notes", "N" * 5000)
-    received = contexts.context_for_task(db, session_id, ["a", "b"], budget_chars=2000)
+    received = task_context.context_for_task(db, session_id, ["a", "b"], budget_chars=2000)
     assert len(json.dumps(received, ensure_ascii=False, separators=(",", ":"))) <= 2000
     assert received["truncated"] is True and "omitted" not in received
     assert received["predecessors"]["b"]["summary"] == "short"
     assert received["predecessors"]["a"]["summary"].startswith("AAAA")
     assert received["predecessors"]["a"]["files_changed"][-1].endswith("more")
-    tiny = contexts.context_for_task(db, session_id, ["a", "b"], budget_chars=200)
+    tiny = task_context.context_for_task(db, session_id, ["a", "b"], budget_chars=200)
     assert len(json.dumps(tiny, ensure_ascii=False, separators=(",", ":"))) <= 200
     assert tiny["omitted"] >= 1 and "notes" not in tiny["session"]

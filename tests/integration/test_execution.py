@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverResult
 from app.extensions import db as database
-from app.services import agents, execution, outcomes, sessions
+from app.services import agents, claims, execution, outcomes, sessions
 from models import Checkpoint, Session, SessionEvent, SessionTask
 from models.enums import AgentCapability, SessionStatus, TaskStatus
 
@@ -54,7 +54,7 @@ def keys_of(db, session, runs):
 
 
 def claim_and_start(db, session_id, task_id, epoch, token=1):
-    job = execution.claim(db, session_id, task_id, epoch)
+    job = claims.claim(db, session_id, task_id, epoch)
     assert job is not None
     assert execution.start_attempt(db, job, token)
     db.commit()
@@ -93,8 +93,8 @@ def test_a_task_runs_once_per_epoch_and_stale_messages_are_no_ops(db):
     (task_id,) = dispatch.runs[0]
     job = claim_and_start(db, session.id, task_id, dispatch.epoch)
     assert job.attempt == 1
-    assert execution.claim(db, session.id, task_id, dispatch.epoch) is None
-    assert execution.claim(db, session.id, task_id, dispatch.epoch - 1) is None
+    assert claims.claim(db, session.id, task_id, dispatch.epoch) is None
+    assert claims.claim(db, session.id, task_id, dispatch.epoch - 1) is None
     assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1) is not None
     db.commit()
     stale = outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1)
@@ -200,7 +200,7 @@ def test_claim_without_a_capable_agent_blocks_the_task_with_the_reason(db):
     db.query(Agent).update({"maintenance": True})
     db.commit()
     (task_id,) = dispatch.runs[0]
-    assert execution.claim(db, session.id, task_id, dispatch.epoch) is None
+    assert claims.claim(db, session.id, task_id, dispatch.epoch) is None
     db.commit()
     task = db.get(SessionTask, task_id)
     db.refresh(task)
@@ -250,7 +250,7 @@ def test_a_task_claimed_before_its_predecessor_finished_goes_back_to_waiting(db)
     dispatch = execution.launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
-    assert execution.claim(db, session.id, ids["b"], dispatch.epoch) is None
+    assert claims.claim(db, session.id, ids["b"], dispatch.epoch) is None
     db.commit()
     task = db.get(SessionTask, ids["b"])
     db.refresh(task)
@@ -264,7 +264,7 @@ def test_a_stale_lease_holders_write_is_rejected_by_the_fencing_token(db):
     dispatch = execution.launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
-    job = execution.claim(db, session.id, task_id, dispatch.epoch)
+    job = claims.claim(db, session.id, task_id, dispatch.epoch)
     assert execution.start_attempt(db, job, fence_token=41)
     db.commit()
     # A newer holder of the agent's lease (token 42) wrote first: token 41 is stale now.
@@ -289,6 +289,6 @@ def test_a_successor_receives_its_predecessors_output_as_context(db):
     job = claim_and_start(db, session.id, ids["a"], dispatch.epoch)
     outcomes.record_outcome(db, job, dispatch.epoch, done, 0.1, 1)
     db.commit()
-    successor = execution.claim(db, session.id, ids["b"], dispatch.epoch)
+    successor = claims.claim(db, session.id, ids["b"], dispatch.epoch)
     assert successor.context["predecessors"]["a"]["summary"] == "wrote api.py"
     assert "wrote api.py" in successor.prompt

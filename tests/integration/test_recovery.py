@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from app.drivers.base import DriverResult
-from app.services import execution, lifecycle, outcomes, recovery
+from app.services import claims, execution, lifecycle, outcomes, recovery
 from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SessionStatus, TaskStatus
@@ -42,7 +42,7 @@ def test_watchdog_finds_sessions_past_their_deadline_and_times_them_out(db):
 def test_a_task_whose_lease_expired_is_lost_work(db):
     session, dispatch = started(db)
     ids = task_ids(db, session)
-    job = execution.claim(db, session.id, ids["a"], dispatch.epoch)
+    job = claims.claim(db, session.id, ids["a"], dispatch.epoch)
     execution.start_attempt(db, job, 1)
     db.commit()
     assert recovery.find_lost_work(db, 30, 30, EVERYTHING_IN_BROKER) == {}

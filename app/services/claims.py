@@ -1,0 +1,218 @@
+"""Claiming a task: the first step of every task message, on the hot path of every DAG hop.
+
+A message carries (session_id, task_id, epoch). The task is routed first, from the cached
+graph's immutable facts (capabilities, whether it has a command), and then claimed with one
+fenced UPDATE that also records the agent and the new attempt and returns what the driver job
+needs from the task and its session. The statements are built once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import networkx as nx
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import aliased
+
+from app.drivers.base import AgentSpec, DriverJob
+from app.workspaces import branch_name
+from models import Agent, Session, SessionTask, TaskDependency
+from models.base import utcnow
+from models.enums import SESSION_ACTIVE, TASK_FINISHED, TaskStatus
+
+from . import scheduling, task_context
+from .agents import choose_agent
+from .events import record_event
+from .routing import route
+
+logger = logging.getLogger(__name__)
+
+_predecessor = aliased(SessionTask, name="predecessor")
+_UNSATISFIED = (
+    select(TaskDependency.id)
+    .join(_predecessor, _predecessor.id == TaskDependency.depends_on_id)
+    .where(
+        TaskDependency.task_id == SessionTask.id,
+        _predecessor.status != TaskStatus.COMPLETED,
+        or_(TaskDependency.required, _predecessor.status.not_in(TASK_FINISHED)),
+    )
+    .exists()
+)
+_CLAIMABLE = (
+    SessionTask.id == bindparam("p_task_id"),
+    SessionTask.session_id == bindparam("p_session_id"),
+    SessionTask.status == TaskStatus.READY,
+    SessionTask.epoch == bindparam("p_epoch"),
+    Session.id == SessionTask.session_id,
+    Session.epoch == bindparam("p_epoch"),
+    Session.status.in_(SESSION_ACTIVE),
+    ~_UNSATISFIED,
+)
+_CLAIM = (
+    update(SessionTask)
+    .where(*_CLAIMABLE)
+    .values(
+        status=TaskStatus.ASSIGNED,
+        assigned_agent_id=bindparam("p_agent_id"),
+        attempt=SessionTask.attempt + 1,
+        heartbeat_at=bindparam("p_now"),
+        worker=bindparam("p_worker"),
+        error=None,
+    )
+    .returning(
+        SessionTask.key,
+        SessionTask.attempt,
+        SessionTask.title,
+        SessionTask.description,
+        SessionTask.command,
+        SessionTask.timeout_seconds,
+        SessionTask.queued_at,
+        Session.prompt,
+        Session.workdir,
+    )  # fmt: skip
+    .execution_options(synchronize_session=False)
+)
+_BLOCK = (
+    update(SessionTask)
+    .where(*_CLAIMABLE)
+    .values(status=TaskStatus.BLOCKED, error=bindparam("p_error"))
+    .returning(SessionTask.id)
+    .execution_options(synchronize_session=False)
+)
+_RETURN_TO_PENDING = (
+    update(SessionTask)
+    .where(
+        SessionTask.id == bindparam("p_task_id"),
+        SessionTask.status == TaskStatus.READY,
+        SessionTask.epoch == bindparam("p_epoch"),
+        _UNSATISFIED,
+    )
+    .values(status=TaskStatus.PENDING)
+    .returning(SessionTask.id)
+    .execution_options(synchronize_session=False)
+)
+
+
+def claim(
+    db: DbSession, session_id: str, task_id: str, epoch: int, worker: str = ""
+) -> DriverJob | None:
+    """Claim a ready task for this epoch, route it to an agent and return the driver job.
+
+    Returns None when the message is stale or duplicated, or when no agent can take the task
+    (the task is then `blocked` with the reason).
+    """
+    graph = scheduling.session_graph(db, session_id)
+    if task_id not in graph:
+        logger.info("claim of unknown task session_id=%s task_id=%s", session_id, task_id)
+        return None
+    facts = graph.nodes[task_id]
+    if facts["action"] == "integrate":
+        return _claim_integration(db, graph, session_id, task_id, epoch, worker)
+    require_driver = None if facts["has_command"] else "opencode"
+    agent = choose_agent(db, facts["capabilities"], require_driver=require_driver)
+    params = {"p_task_id": task_id, "p_session_id": session_id, "p_epoch": epoch}
+    if agent is None:
+        reason = route(db, facts["capabilities"], require_driver=require_driver).reason
+        error = f"No routable agent for this task: {reason}"
+        if db.execute(_BLOCK, {**params, "p_error": error}).first() is not None:
+            record_event(db, session_id, "task.blocked", task_id=task_id, reason=error)
+            return None
+        return _not_claimed(db, session_id, task_id, epoch)
+    row = db.execute(
+        _CLAIM, {**params, "p_agent_id": agent.id, "p_now": utcnow(), "p_worker": worker}
+    ).first()
+    if row is None:
+        return _not_claimed(db, session_id, task_id, epoch)
+    predecessors = [graph.nodes[pred]["key"] for pred in graph.pred[task_id]]
+    context = task_context.context_for_task(db, session_id, predecessors) if predecessors else {}
+    record_event(db, session_id, "task.assigned", task_id=task_id, agent_id=agent.id,
+                 key=row.key, attempt=row.attempt)  # fmt: skip
+    integrated = bool(graph.graph["integrations"] & nx.ancestors(graph, task_id))
+    return DriverJob(
+        session_id=session_id,
+        task_id=task_id,
+        task_key=row.key,
+        attempt=row.attempt,
+        title=row.title,
+        description=row.description,
+        agent=agent_spec(agent),
+        workdir=row.workdir or "",
+        timeout_seconds=float(row.timeout_seconds),
+        command=row.command,
+        prompt=prompt_for(row.title, row.description, row.prompt, context),
+        context=context,
+        capacity=agent.capacity,
+        queued_at=row.queued_at,
+        base_ref=branch_name(session_id, "integration") if integrated else "HEAD",
+    )
+
+
+def agent_spec(agent: Agent) -> AgentSpec:
+    """What a driver needs to know about the agent that runs a task."""
+    return AgentSpec(
+        id=agent.id,
+        name=agent.name,
+        driver=agent.driver.value,
+        endpoint=agent.endpoint,
+        model=agent.model,
+        config=dict(agent.config or {}),
+    )
+
+
+def _not_claimed(db: DbSession, session_id: str, task_id: str, epoch: int) -> None:
+    """A stale or duplicate message changes nothing. A ready task that arrived before its
+    predecessors finished waits in `pending` again, so that the completion of its last
+    predecessor dispatches it (under the session lock)."""
+    logger.info("claim skipped session_id=%s task_id=%s epoch=%s", session_id, task_id, epoch)
+    session = db.get(Session, session_id, with_for_update={"key_share": True})
+    if session is None or session.epoch != epoch:
+        return None
+    if db.execute(_RETURN_TO_PENDING, {"p_task_id": task_id, "p_epoch": epoch}).first():
+        record_event(db, session_id, "task.waiting", task_id=task_id)
+    return None
+
+
+def _claim_integration(
+    db: DbSession, graph: nx.DiGraph, session_id: str, task_id: str, epoch: int, worker: str
+) -> DriverJob | None:
+    """An integration step runs in the engine: merge the branches of every ancestor task."""
+    row = db.execute(
+        _CLAIM,
+        {"p_task_id": task_id, "p_session_id": session_id, "p_epoch": epoch,
+         "p_agent_id": None, "p_now": utcnow(), "p_worker": worker},
+    ).first()  # fmt: skip
+    if row is None:
+        return _not_claimed(db, session_id, task_id, epoch)
+    ancestors = nx.ancestors(graph, task_id)
+    rows = db.execute(
+        select(SessionTask.id, SessionTask.branch).where(
+            SessionTask.id.in_(ancestors), SessionTask.branch.is_not(None)
+        )
+    )
+    branches = {tid: branch for tid, branch in rows}
+    ordered = [branches[tid] for tid in nx.topological_sort(graph) if tid in branches]
+    return DriverJob(
+        session_id=session_id,
+        task_id=task_id,
+        task_key=row.key,
+        attempt=row.attempt,
+        title=row.title,
+        description=row.description,
+        agent=AgentSpec(id="", name="integration", driver="integration"),
+        workdir=row.workdir or "",
+        timeout_seconds=float(row.timeout_seconds),
+        context={"branches": ordered, "target_branch": branch_name(session_id, "integration")},
+        queued_at=row.queued_at,
+    )
+
+
+def prompt_for(title: str, description: str, session_prompt: str | None, context: dict) -> str:
+    """What an agent is asked: the task, the session's request, and what came before it."""
+    parts = [description or title]
+    if session_prompt and session_prompt != description:
+        parts.append(f"This task is part of the request: {session_prompt}")
+    if context.get("predecessors") or context.get("session"):
+        parts.append("Context from earlier tasks (JSON):\n" + json.dumps(context, indent=1))
+    return "\n\n".join(parts)
