@@ -194,6 +194,4 @@ def choose_agent(
     returned, so the task waits for a slot on it instead of being blocked.
     """
     decision = route(db, required, technologies, complexity, prefer_driver, require_driver)
-    if decision.chosen is None and allow_busy and decision.saturated:
-        return decision.saturated[0].agent
-    return decision.chosen
+    return decision.waitable if allow_busy else decision.chosen

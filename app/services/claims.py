@@ -14,84 +14,80 @@ import logging
 import networkx as nx
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import aliased
 
 from app.drivers.base import AgentSpec, DriverJob
 from app.workspaces import branch_name
-from models import Agent, Session, SessionTask, TaskDependency
+from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, TaskStatus
 
 from . import scheduling, task_context
-from .agents import choose_agent
 from .events import record_event
-from .routing import route
+from .routing import route_task
 
 logger = logging.getLogger(__name__)
 
-_predecessor = aliased(SessionTask, name="predecessor")
+_tasks, _sessions = SessionTask.__table__, Session.__table__
+_dependencies, _predecessor = TaskDependency.__table__, SessionTask.__table__.alias("predecessor")
 _UNSATISFIED = (
-    select(TaskDependency.id)
-    .join(_predecessor, _predecessor.id == TaskDependency.depends_on_id)
+    select(_dependencies.c.id)
+    .join(_predecessor, _predecessor.c.id == _dependencies.c.depends_on_id)
     .where(
-        TaskDependency.task_id == SessionTask.id,
-        _predecessor.status != TaskStatus.COMPLETED,
-        or_(TaskDependency.required, _predecessor.status.not_in(TASK_FINISHED)),
+        _dependencies.c.task_id == _tasks.c.id,
+        _predecessor.c.status != TaskStatus.COMPLETED,
+        or_(_dependencies.c.required, _predecessor.c.status.not_in(TASK_FINISHED)),
     )
     .exists()
 )
 _CLAIMABLE = (
-    SessionTask.id == bindparam("p_task_id"),
-    SessionTask.session_id == bindparam("p_session_id"),
-    SessionTask.status == TaskStatus.READY,
-    SessionTask.epoch == bindparam("p_epoch"),
-    Session.id == SessionTask.session_id,
-    Session.epoch == bindparam("p_epoch"),
-    Session.status.in_(SESSION_ACTIVE),
+    _tasks.c.id == bindparam("p_task_id"),
+    _tasks.c.session_id == bindparam("p_session_id"),
+    _tasks.c.status == TaskStatus.READY,
+    _tasks.c.epoch == bindparam("p_epoch"),
+    _sessions.c.id == _tasks.c.session_id,
+    _sessions.c.epoch == bindparam("p_epoch"),
+    _sessions.c.status.in_(SESSION_ACTIVE),
     ~_UNSATISFIED,
 )
 _CLAIM = (
-    update(SessionTask)
+    update(_tasks)
     .where(*_CLAIMABLE)
     .values(
         status=TaskStatus.ASSIGNED,
         assigned_agent_id=bindparam("p_agent_id"),
-        attempt=SessionTask.attempt + 1,
+        attempt=_tasks.c.attempt + 1,
         heartbeat_at=bindparam("p_now"),
         worker=bindparam("p_worker"),
         error=None,
     )
     .returning(
-        SessionTask.key,
-        SessionTask.attempt,
-        SessionTask.title,
-        SessionTask.description,
-        SessionTask.command,
-        SessionTask.timeout_seconds,
-        SessionTask.queued_at,
-        Session.prompt,
-        Session.workdir,
+        _tasks.c.key,
+        _tasks.c.attempt,
+        _tasks.c.title,
+        _tasks.c.description,
+        _tasks.c.command,
+        _tasks.c.timeout_seconds,
+        _tasks.c.queued_at,
+        _sessions.c.prompt,
+        _sessions.c.workdir,
     )  # fmt: skip
-    .execution_options(synchronize_session=False)
 )
 _BLOCK = (
-    update(SessionTask)
+    update(_tasks)
     .where(*_CLAIMABLE)
     .values(status=TaskStatus.BLOCKED, error=bindparam("p_error"))
-    .returning(SessionTask.id)
-    .execution_options(synchronize_session=False)
+    .returning(_tasks.c.id)
 )
 _RETURN_TO_PENDING = (
-    update(SessionTask)
+    update(_tasks)
     .where(
-        SessionTask.id == bindparam("p_task_id"),
-        SessionTask.status == TaskStatus.READY,
-        SessionTask.epoch == bindparam("p_epoch"),
+        _tasks.c.id == bindparam("p_task_id"),
+        _tasks.c.status == TaskStatus.READY,
+        _tasks.c.epoch == bindparam("p_epoch"),
         _UNSATISFIED,
     )
     .values(status=TaskStatus.PENDING)
-    .returning(SessionTask.id)
-    .execution_options(synchronize_session=False)
+    .returning(_tasks.c.id)
 )
 
 
@@ -111,11 +107,11 @@ def claim(
     if facts["action"] == "integrate":
         return _claim_integration(db, graph, session_id, task_id, epoch, worker)
     require_driver = None if facts["has_command"] else "opencode"
-    agent = choose_agent(db, facts["capabilities"], require_driver=require_driver)
+    decision = route_task(db, facts["capabilities"], require_driver=require_driver)
+    agent = decision.waitable
     params = {"p_task_id": task_id, "p_session_id": session_id, "p_epoch": epoch}
     if agent is None:
-        reason = route(db, facts["capabilities"], require_driver=require_driver).reason
-        error = f"No routable agent for this task: {reason}"
+        error = f"No routable agent for this task: {decision.reason}"
         if db.execute(_BLOCK, {**params, "p_error": error}).first() is not None:
             record_event(db, session_id, "task.blocked", task_id=task_id, reason=error)
             return None
@@ -149,8 +145,8 @@ def claim(
     )
 
 
-def agent_spec(agent: Agent) -> AgentSpec:
-    """What a driver needs to know about the agent that runs a task."""
+def agent_spec(agent) -> AgentSpec:
+    """What a driver needs to know about the agent that runs a task (a model or a row)."""
     return AgentSpec(
         id=agent.id,
         name=agent.name,

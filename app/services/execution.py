@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverJob
@@ -77,30 +77,37 @@ def launch(db: DbSession, session_id: str, lease_seconds: float = 30.0) -> Dispa
     return scheduling.dispatch_ready(db, session)
 
 
+_tasks = SessionTask.__table__
+_START = (
+    update(_tasks)
+    .where(
+        _tasks.c.id == bindparam("p_task_id"),
+        _tasks.c.status == TaskStatus.ASSIGNED,
+        _tasks.c.attempt == bindparam("p_attempt"),
+        _tasks.c.fence_token <= bindparam("p_token"),
+    )
+    .values(
+        status=TaskStatus.IN_PROGRESS,
+        fence_token=bindparam("p_token"),
+        started_at=bindparam("p_now"),
+        heartbeat_at=bindparam("p_now"),
+        executions=_tasks.c.executions + 1,
+        branch=bindparam("p_branch"),
+    )
+    .returning(_tasks.c.key)
+)
+
+
 def start_attempt(
     db: DbSession, job: DriverJob, fence_token: int, branch: str | None = None
 ) -> bool:
     """An assigned attempt that now holds its agent's lease starts, recording the lease's
     fencing token; False if the attempt lost its task meanwhile or a newer token was seen."""
     started = db.execute(
-        update(SessionTask)
-        .where(
-            SessionTask.id == job.task_id,
-            SessionTask.status == TaskStatus.ASSIGNED,
-            SessionTask.attempt == job.attempt,
-            SessionTask.fence_token <= fence_token,
-        )
-        .values(
-            status=TaskStatus.IN_PROGRESS,
-            fence_token=fence_token,
-            started_at=utcnow(),
-            heartbeat_at=utcnow(),
-            executions=SessionTask.executions + 1,
-            branch=branch,
-        )
-        .returning(SessionTask.key)
-        .execution_options(synchronize_session=False)
-    ).first()
+        _START,
+        {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_token": fence_token,
+         "p_now": utcnow(), "p_branch": branch},
+    ).first()  # fmt: skip
     if started is None:
         record_event(db, job.session_id, "task.start_rejected", task_id=job.task_id,
                      attempt=job.attempt, fence_token=fence_token)  # fmt: skip

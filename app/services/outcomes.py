@@ -27,6 +27,28 @@ RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
 
 
+_tasks = SessionTask.__table__
+# Fenced by attempt and by the agent lease's token (see `execution._fenced`).
+_RECORD = (
+    update(_tasks)
+    .where(
+        _tasks.c.id == bindparam("p_task_id"),
+        _tasks.c.status == TaskStatus.IN_PROGRESS,
+        _tasks.c.attempt == bindparam("p_attempt"),
+        _tasks.c.fence_token <= bindparam("p_token"),
+    )
+    .values(
+        status=bindparam("p_status", type_=_tasks.c.status.type),
+        finished_at=bindparam("p_now"),
+        result=bindparam("p_result", type_=_tasks.c.result.type),
+        error=bindparam("p_error"),
+        tokens=bindparam("p_tokens", type_=_tasks.c.tokens.type),
+        cost=bindparam("p_cost"),
+    )
+    .returning(_tasks.c.key)
+)
+
+
 class OutcomeRejected(Exception):
     """The attempt no longer owns its task, or a newer lease holder wrote first."""
 
@@ -48,19 +70,11 @@ def record_outcome(
         return _schedule_retry(db, job, epoch, outcome, fence_token)
     status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED
     owned = db.execute(
-        update(SessionTask)
-        .where(*_fenced(job), SessionTask.fence_token <= fence_token)
-        .values(
-            status=status,
-            finished_at=utcnow(),
-            result=outcome.as_dict(),
-            error=outcome.error,
-            tokens=dict(outcome.tokens),
-            cost=outcome.cost,
-        )
-        .returning(SessionTask.key)
-        .execution_options(synchronize_session=False)
-    ).first()
+        _RECORD,
+        {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_token": fence_token,
+         "p_status": status, "p_now": utcnow(), "p_result": outcome.as_dict(),
+         "p_error": outcome.error, "p_tokens": dict(outcome.tokens), "p_cost": outcome.cost},
+    ).first()  # fmt: skip
     if owned is None:
         _reject_outcome(db, job, epoch)
         return None
@@ -68,7 +82,7 @@ def record_outcome(
     record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
                  agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
                  error=outcome.error)  # fmt: skip
-    session = _lock_session(db, job.session_id)
+    session = scheduling.lock_session(db, job.session_id)
     _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
     dispatch = scheduling.dispatch_ready(db, session) if session.status in SESSION_ACTIVE else None
     if job.agent.id:  # last, so the agent's row lock is held only until the commit
@@ -154,6 +168,25 @@ def _checkpoint(
     )
 
 
+_agents = Agent.__table__
+_AGENT_FIGURES = {
+    "total_duration_seconds": _agents.c.total_duration_seconds + bindparam("p_duration"),
+    "total_tokens": _agents.c.total_tokens + bindparam("p_tokens"),
+    "total_cost": _agents.c.total_cost + bindparam("p_cost"),
+}
+_AGENT_SUCCEEDED = (
+    update(_agents)
+    .where(_agents.c.id == bindparam("p_agent_id"))
+    .values(**_AGENT_FIGURES, tasks_completed=_agents.c.tasks_completed + 1,
+            consecutive_failures=0)
+)  # fmt: skip
+_AGENT_FAILED = (
+    update(_agents)
+    .where(_agents.c.id == bindparam("p_agent_id"))
+    .values(**_AGENT_FIGURES, tasks_failed=_agents.c.tasks_failed + 1)
+)
+
+
 def record_agent_outcome(
     db: DbSession, agent_id: str, outcome: DriverResult, duration: float
 ) -> None:
@@ -161,21 +194,8 @@ def record_agent_outcome(
 
     A success updates the figures and ends the streak in one statement; a failure also counts
     towards making the agent unhealthy (`performance.note_outcome`)."""
-    values = {
-        "total_duration_seconds": Agent.total_duration_seconds + duration,
-        "total_tokens": Agent.total_tokens + sum(outcome.tokens.values()),
-        "total_cost": Agent.total_cost + outcome.cost,
-    }
-    if outcome.succeeded:
-        values["tasks_completed"] = Agent.tasks_completed + 1
-        values["consecutive_failures"] = 0
-    else:
-        values["tasks_failed"] = Agent.tasks_failed + 1
-    db.execute(
-        update(Agent)
-        .where(Agent.id == agent_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"p_agent_id": agent_id, "p_duration": duration, "p_cost": outcome.cost,
+              "p_tokens": sum(outcome.tokens.values())}  # fmt: skip
+    db.execute(_AGENT_SUCCEEDED if outcome.succeeded else _AGENT_FAILED, params)
     if not outcome.succeeded:
         performance.note_outcome(db, agent_id, succeeded=False)

@@ -24,16 +24,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from app.planning.complexity import ComplexityLevel
 from app.planning.errors import PlanningError
-from models import Agent
+from models import Agent, SessionTask
 from models.enums import AgentDriver, AgentStatus, AgentType
 
 from .errors import ValidationFailed
-from .performance import agent_loads, success_score
+from .performance import BUSY_STATUSES, agent_loads, success_score
 
 WEIGHTS = {
     "capability_fit": 0.30,
@@ -89,6 +89,14 @@ class RoutingDecision:
     candidates: list[Candidate]
     reason: str
     saturated: list[Candidate] = field(default_factory=list)
+
+    @property
+    def waitable(self) -> Agent | None:
+        """The chosen agent, else, when every agent that fits is at capacity, the least loaded
+        of them: a task given to it waits for a slot instead of being blocked."""
+        if self.chosen is not None:
+            return self.chosen
+        return self.saturated[0].agent if self.saturated else None
 
 
 def _norm(values: Iterable[str]) -> set[str]:
@@ -235,3 +243,26 @@ def route(
         prefer_driver,
         require_driver,
     )
+
+
+_busy = (
+    select(SessionTask.__table__.c.assigned_agent_id.label("agent_id"), func.count().label("load"))
+    .where(SessionTask.__table__.c.status.in_(BUSY_STATUSES))
+    .group_by(SessionTask.__table__.c.assigned_agent_id)
+    .subquery()
+)
+# Agents as plain rows (every column, as attributes) with their current load, in one query.
+_AGENTS_WITH_LOAD = (
+    select(Agent.__table__, func.coalesce(_busy.c.load, 0).label("current_load"))
+    .outerjoin(_busy, _busy.c.agent_id == Agent.__table__.c.id)
+    .order_by(Agent.__table__.c.name)
+)
+
+
+def route_task(
+    db: DbSession, required_capabilities: Iterable[str], require_driver: str | None = None
+) -> RoutingDecision:
+    """`route` for the engine's claims: one statement, agents read as rows, not ORM objects."""
+    rows = db.execute(_AGENTS_WITH_LOAD).all()
+    loads = {row.id: row.current_load for row in rows}
+    return rank(rows, loads, required_capabilities, require_driver=require_driver)

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import networkx as nx
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from models import Session, SessionTask, TaskDependency
@@ -66,25 +66,44 @@ def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
     return graph
 
 
+_tasks = SessionTask.__table__
+_STATUSES = select(_tasks.c.id, _tasks.c.status).where(_tasks.c.session_id == bindparam("p_id"))
+_LOCK = (
+    select(Session.__table__.c.id, Session.__table__.c.epoch, Session.__table__.c.priority,
+           Session.__table__.c.status)
+    .where(Session.__table__.c.id == bindparam("p_id"))
+    .with_for_update(key_share=True)
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LockedSession:
+    """What dispatching needs of a session whose row this transaction has locked."""
+
+    id: str
+    epoch: int
+    priority: int
+    status: SessionStatus
+
+
+def lock_session(db: DbSession, session_id: str) -> LockedSession | None:
+    """Lock the session row (FOR NO KEY UPDATE: completions of one session serialise here,
+    while inserts that reference the session are not blocked) and read what dispatch needs."""
+    row = db.execute(_LOCK, {"p_id": session_id}).first()
+    return LockedSession(*row) if row is not None else None
+
+
 def task_statuses(db: DbSession, session_id: str) -> dict[str, TaskStatus]:
     """Current status of every task of the session."""
-    rows = db.execute(
-        select(SessionTask.id, SessionTask.status).where(SessionTask.session_id == session_id)
-    )
-    return {task_id: status for task_id, status in rows}
+    return {task_id: status for task_id, status in db.execute(_STATUSES, {"p_id": session_id})}
 
 
 def _set_status(db: DbSession, task_ids: list[str], status: TaskStatus, **values) -> None:
     if task_ids:
-        db.execute(
-            update(SessionTask)
-            .where(SessionTask.id.in_(task_ids))
-            .values(status=status, **values)
-            .execution_options(synchronize_session=False)
-        )
+        db.execute(update(_tasks).where(_tasks.c.id.in_(task_ids)).values(status=status, **values))
 
 
-def dispatch_ready(db: DbSession, session: Session) -> Dispatch:
+def dispatch_ready(db: DbSession, session: Session | LockedSession) -> Dispatch:
     """Skip tasks that can never run, mark runnable ones ready, return them as runs."""
     graph = session_graph(db, session.id)
     statuses = task_statuses(db, session.id)
@@ -107,7 +126,10 @@ def dispatch_ready(db: DbSession, session: Session) -> Dispatch:
 
 
 def _skip_unreachable(
-    db: DbSession, session: Session, graph: nx.DiGraph, statuses: dict[str, TaskStatus]
+    db: DbSession,
+    session: Session | LockedSession,
+    graph: nx.DiGraph,
+    statuses: dict[str, TaskStatus],
 ) -> None:
     skipped = []
     for task_id in nx.topological_sort(graph):
@@ -126,12 +148,16 @@ def _skip_unreachable(
     _set_status(db, skipped, TaskStatus.SKIPPED, finished_at=utcnow())
 
 
-def finish_if_done(db: DbSession, session: Session, statuses: dict[str, TaskStatus]) -> None:
+def finish_if_done(
+    db: DbSession, session: Session | LockedSession, statuses: dict[str, TaskStatus]
+) -> None:
     """End an active session whose tasks have all finished: completed, partially or failed."""
     if session.status not in SESSION_ACTIVE:
         return
     if any(status not in TASK_FINISHED for status in statuses.values()):
         return
+    if isinstance(session, LockedSession):
+        session = db.get(Session, session.id, populate_existing=True)
     tasks = list(
         db.scalars(
             select(SessionTask)
