@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import redis
@@ -266,11 +267,19 @@ class Scripts:
     snapshot: redis.commands.core.Script
 
 
+_registered: weakref.WeakKeyDictionary[redis.Redis, Scripts] = weakref.WeakKeyDictionary()
+
+
 def register(redis_client: redis.Redis) -> Scripts:
-    """Register every semaphore script on `redis_client` (EVALSHA, reloaded on NOSCRIPT)."""
-    return Scripts(
-        *(
-            redis_client.register_script(COMMON + body)
-            for body in (ACQUIRE, RENEW, RELEASE, LEAVE, REVOKE, SNAPSHOT)
+    """Register every semaphore script on `redis_client` (EVALSHA, reloaded on NOSCRIPT), once
+    per client: hashing the scripts for every semaphore would cost more than using it."""
+    scripts = _registered.get(redis_client)
+    if scripts is None:
+        scripts = Scripts(
+            *(
+                redis_client.register_script(COMMON + body)
+                for body in (ACQUIRE, RENEW, RELEASE, LEAVE, REVOKE, SNAPSHOT)
+            )
         )
-    )
+        _registered[redis_client] = scripts
+    return scripts

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session as DbSession
 
 from models import SessionEvent
+from models.base import utcnow
 
 logger = logging.getLogger(__name__)
+
+
+_INSERT = insert(SessionEvent.__table__)
 
 
 def record_event(
@@ -21,16 +25,21 @@ def record_event(
     task_id: str | None = None,
     agent_id: str | None = None,
     **data: Any,
-) -> SessionEvent:
-    """Append one event to a session's log (flushed with the caller's transaction)."""
-    event = SessionEvent(
-        session_id=session_id, task_id=task_id, agent_id=agent_id, type=type, data=data
-    )
-    db.add(event)
+) -> None:
+    """Append one event to a session's log, in the caller's transaction.
+
+    Objects the caller added but did not flush yet (a new session, say) are flushed first, so
+    that the event can refer to them."""
+    if db.new:
+        db.flush()
+    db.execute(
+        _INSERT,
+        {"session_id": session_id, "task_id": task_id, "agent_id": agent_id, "type": type,
+         "data": data, "created_at": utcnow()},
+    )  # fmt: skip
     logger.info(
         "event=%s session_id=%s task_id=%s agent_id=%s", type, session_id, task_id, agent_id
     )
-    return event
 
 
 def list_events(
