@@ -143,8 +143,8 @@ class Processes:
                 process.kill()
 
 
-def wait_session(api: str, session_id: str, timeout: float = 600) -> dict:
-    """Poll the API until the session finishes."""
+def wait_session(api: str, session_id: str, timeout: float = 600, interval: float = 0.02) -> dict:
+    """Poll the API every `interval` seconds until the session finishes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = requests.get(
@@ -152,7 +152,7 @@ def wait_session(api: str, session_id: str, timeout: float = 600) -> dict:
         ).json()
         if body["status"] in ("completed", "failed", "partially_completed"):
             return body
-        time.sleep(0.02)
+        time.sleep(interval)
     raise TimeoutError(f"session {session_id} did not finish in {timeout}s")
 
 

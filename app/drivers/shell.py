@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 
 from .base import DriverJob, DriverResult
@@ -48,6 +49,9 @@ SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 LAUNCHER = [SETPRIV, "--pdeathsig", "KILL"] if SETPRIV else []
 PARENT_DEATH_SIGNAL = None if SETPRIV else _die_with_parent()
 
+# How often a running command's watcher looks for a cancellation.
+CANCEL_POLL_SECONDS = 0.1
+
 
 def _kill_group(process: subprocess.Popen) -> None:
     try:
@@ -60,11 +64,21 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def _watch_cancel(
-    process: subprocess.Popen, cancel: threading.Event, done: threading.Event
+def _watch(
+    process: subprocess.Popen,
+    cancel: threading.Event,
+    done: threading.Event,
+    deadline: float,
+    timed_out: threading.Event,
 ) -> None:
+    """Stop the process group when the attempt is cancelled or its deadline passes."""
     while not done.is_set():
-        if cancel.wait(0.1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out.set()
+            _kill_group(process)
+            return
+        if cancel.wait(min(CANCEL_POLL_SECONDS, remaining)):
             _kill_group(process)
             return
 
@@ -122,24 +136,19 @@ class ShellDriver:
         """Wait for the process; return why it was stopped, or None if it exited by itself.
 
         The wait blocks in waitpid (`Popen.wait(timeout)` would poll with sleeps of up to
-        50 ms); a timer enforces the deadline and a watcher thread the cancellation.
+        50 ms); one watcher thread enforces both the deadline and the cancellation.
         """
         done = threading.Event()
         timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            _kill_group(process)
-
-        timer = threading.Timer(timeout, expire)
-        timer.daemon = True
-        watcher = threading.Thread(target=_watch_cancel, args=(process, cancel, done), daemon=True)
-        timer.start()
+        watcher = threading.Thread(
+            target=_watch,
+            args=(process, cancel, done, time.monotonic() + timeout, timed_out),
+            daemon=True,
+        )
         watcher.start()
         try:
             process.wait()
         finally:
-            timer.cancel()
             done.set()
         if timed_out.is_set():
             return f"timed out after {timeout:g}s"
