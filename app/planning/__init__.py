@@ -22,6 +22,7 @@ from app.planning.graph import (
     find_cycle,
     to_dot,
     to_mermaid,
+    topological_generations,
     topological_levels,
     validate_spec,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "plan",
     "to_dot",
     "to_mermaid",
+    "topological_generations",
     "topological_levels",
     "validate_spec",
 ]

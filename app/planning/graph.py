@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 import networkx as nx
+from networkx.classes.reportviews import InDegreeView
 
 from app.planning.complexity import pert_expected
 from app.planning.errors import PlanningError
@@ -52,7 +53,9 @@ def build_graph(spec: Spec) -> nx.DiGraph:
         raise PlanningError("a DAG spec is a mapping with a 'tasks' list")
     errors: list[str] = []
     task_by_key: dict[str, Mapping[str, Any]] = {}
-    nodes = []
+    # Filled while checking: lists of (key, attributes) for add_nodes_from / add_edges_from
+    # would allocate dicts that networkx only copies (docs/benchmarks.md, Planning).
+    graph = nx.DiGraph()
     for position, task in enumerate(tasks):
         key = task.get("key") if isinstance(task, Mapping) else None
         if not isinstance(key, str) or not key:
@@ -61,15 +64,12 @@ def build_graph(spec: Spec) -> nx.DiGraph:
             errors.append(f"duplicate task key {key!r}")
         else:
             task_by_key[key] = task
-            nodes.append((key, {"task": task, "hours": _checked_hours(key, task, errors)}))
-    edges = []
+            graph.add_node(key, task=task, hours=_checked_hours(key, task, errors))
     for key, task in task_by_key.items():  # a rejected duplicate adds no edges
-        edges.extend(_dependencies(key, task, task_by_key, errors))
+        for predecessor, kind, required in _dependencies(key, task, task_by_key, errors):
+            graph.add_edge(predecessor, key, type=kind, required=required)
     if errors:
         raise PlanningError(f"invalid DAG spec: {'; '.join(errors)}", errors)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from(edges)
     return graph
 
 
@@ -86,7 +86,8 @@ def _checked_hours(key: str, task: Mapping[str, Any], errors: list[str]) -> floa
 
 def _dependencies(
     key: str, task: Mapping[str, Any], known: Mapping[str, Any], errors: list[str]
-) -> list[tuple[str, str, dict[str, Any]]]:
+) -> list[tuple[str, str, bool]]:
+    """The task's valid (predecessor, type, required) dependencies; errors for the others."""
     dependencies = task.get("depends_on", [])
     if not isinstance(dependencies, list):
         errors.append(f"task {key!r}: 'depends_on' must be a list")
@@ -111,15 +112,24 @@ def _dependencies(
             errors.append(f"task {key!r}: 'required' on {predecessor!r} must be true or false")
         else:
             seen.add(predecessor)
-            edges.append((predecessor, key, {"type": kind, "required": required}))
+            edges.append((predecessor, kind, required))
     return edges
 
 
-def _generations(graph: nx.DiGraph) -> list[list[str]] | None:
-    """Kahn's algorithm by generation, each in spec order; None when a cycle blocks the rest."""
+def topological_generations(graph: nx.DiGraph) -> list[list[str]] | None:
+    """Kahn's generations in `nx.topological_generations` order; None when a cycle blocks them.
+
+    A fresh `InDegreeView`, not `graph.in_degree`: networkx caches its degree and edge views on
+    the graph and each view points back at it, a reference cycle that keeps the whole graph
+    alive until the cyclic garbage collector runs instead of freeing it when dropped.
+    """
     successors = graph.succ
-    waiting = {key: degree for key, degree in graph.in_degree() if degree}
-    current = [key for key in graph if key not in waiting]
+    waiting, current = {}, []
+    for key, degree in InDegreeView(graph):
+        if degree:
+            waiting[key] = degree
+        else:
+            current.append(key)
     generations, seen = [], 0
     while current:
         generations.append(current)
@@ -127,11 +137,18 @@ def _generations(graph: nx.DiGraph) -> list[list[str]] | None:
         following = []
         for key in current:
             for successor in successors[key]:
-                waiting[successor] -= 1
-                if not waiting[successor]:
+                left = waiting[successor] - 1
+                waiting[successor] = left
+                if not left:
                     following.append(successor)
         current = following
-    if seen < graph.number_of_nodes():
+    return generations if seen == len(graph) else None
+
+
+def _generations(graph: nx.DiGraph) -> list[list[str]] | None:
+    """Topological generations, each in spec order; None when the graph has a cycle."""
+    generations = topological_generations(graph)
+    if generations is None:
         return None
     position = {key: index for index, key in enumerate(graph)}
     return [sorted(generation, key=position.__getitem__) for generation in generations]
@@ -139,7 +156,7 @@ def _generations(graph: nx.DiGraph) -> list[list[str]] | None:
 
 def find_cycle(graph: nx.DiGraph) -> list[str] | None:
     """The keys of one cycle, first key repeated at the end, or None when the graph is acyclic."""
-    if _generations(graph) is not None:
+    if topological_generations(graph) is not None:
         return None
     edges = nx.find_cycle(graph)
     return [edges[0][0], *(target for _, target in edges)]
@@ -184,7 +201,7 @@ def analyze(graph_or_spec: GraphOrSpec) -> DagAnalysis:
     schedule, binding = _forward_pass(graph, levels)
     if not schedule:
         return DagAnalysis(graph, levels, schedule, [], 0.0)
-    last = max(schedule, key=lambda key: schedule[key][1])
+    last = max(schedule.items(), key=lambda item: item[1][1])[0]
     path = [last]
     while binding[path[-1]] is not None:
         path.append(binding[path[-1]])

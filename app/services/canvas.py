@@ -15,15 +15,21 @@ from collections.abc import Callable, Iterable
 import networkx as nx
 from celery import chain, group
 from celery.canvas import Signature
+from networkx.classes.reportviews import InDegreeView, OutDegreeView
+
+from app.planning.graph import topological_generations
 
 
 def series_run(graph: nx.DiGraph, start: str) -> list[str]:
     """`start` followed by the tasks that can only ever run right after it, in order."""
+    # Not graph.out_degree / graph.in_degree: networkx caches those views on the graph, and
+    # each points back at it, a reference cycle that outlives the graph's last user.
+    successors, predecessors = graph.succ, graph.pred
     run = [start]
     node = start
-    while graph.out_degree(node) == 1:
-        (successor,) = graph.successors(node)
-        if graph.in_degree(successor) != 1:
+    while len(successors[node]) == 1:
+        (successor,) = successors[node]
+        if len(predecessors[successor]) != 1:
             break
         run.append(successor)
         node = successor
@@ -48,16 +54,23 @@ def compile_canvas(
     return pieces[0] if len(pieces) == 1 else group(pieces)
 
 
-def plan_runs(graph: nx.DiGraph) -> list[list[str]]:
+def plan_runs(graph: nx.DiGraph, generations: list[list[str]] | None = None) -> list[list[str]]:
     """Partition every task into the series runs it will be dispatched in, in topological order.
 
     A task starts a run unless it has exactly one predecessor and is that predecessor's only
-    successor; such a task is chained behind it.
+    successor; such a task is chained behind it. `generations`, when the caller has them, are
+    the graph's `topological_generations` (nx.topological_sort's order).
     """
+    if generations is None:
+        generations = topological_generations(graph)
+    if generations is None:
+        raise nx.NetworkXUnfeasible("Graph contains a cycle.")
+    in_degree, out_degree = InDegreeView(graph), OutDegreeView(graph)  # uncached, see above
     starts = [
         node
-        for node in nx.topological_sort(graph)
-        if graph.in_degree(node) != 1 or graph.out_degree(next(iter(graph.pred[node]))) != 1
+        for generation in generations
+        for node in generation
+        if in_degree[node] != 1 or out_degree[next(graph.predecessors(node))] != 1
     ]
     return [series_run(graph, start) for start in starts]
 
@@ -69,11 +82,11 @@ def compile_dispatch_plan(spec: dict, session_id: str = "preview", epoch: int = 
     """
     from celery import signature
 
-    from .dags import build_graph
+    from .dags import build_ordered_graph
 
-    graph = build_graph(spec["tasks"])
-    runs = plan_runs(graph)
-    roots = [run for run in runs if graph.in_degree(run[0]) == 0]
+    graph, generations = build_ordered_graph(spec["tasks"])
+    runs = plan_runs(graph, generations)
+    roots = [run for run in runs if not graph.pred[run[0]]]
 
     def make_signature(key: str) -> Signature:
         return signature("sessions.run_task", args=(session_id, key, epoch), immutable=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 import networkx as nx
 
+from app.planning.graph import topological_generations
+
 
 class DagError(ValueError):
     """A submitted DAG is invalid; `errors` maps field paths to messages."""
@@ -31,6 +33,17 @@ def build_graph(tasks: list[Mapping[str, Any]]) -> nx.DiGraph:
 
     Nodes are task keys; an edge u -> v means v depends on u.
     """
+    return build_ordered_graph(tasks)[0]
+
+
+def build_ordered_graph(
+    tasks: list[Mapping[str, Any]],
+) -> tuple[nx.DiGraph, list[list[str]]]:
+    """`build_graph`, and the DAG's topological generations found while checking for cycles.
+
+    Linear in tasks + dependencies, and it leaves no reference cycle behind (see
+    `topological_generations`), so a dropped graph is freed at once.
+    """
     errors: dict[str, list[str]] = {}
     graph = nx.DiGraph()
     for index, task in enumerate(tasks):
@@ -39,19 +52,22 @@ def build_graph(tasks: list[Mapping[str, Any]]) -> nx.DiGraph:
             errors.setdefault(f"dag.tasks.{index}.key", []).append(f"Duplicate task key '{key}'.")
         graph.add_node(key)
     for index, task in enumerate(tasks):
+        dependent = task["key"]
         for position, raw in enumerate(task.get("depends_on") or []):
             key, dep_type, required = normalize_dependency(raw)
-            field = f"dag.tasks.{index}.depends_on.{position}"
-            if key == task["key"]:
-                errors.setdefault(field, []).append(f"Task '{key}' cannot depend on itself.")
+            if key == dependent:
+                message = f"Task '{key}' cannot depend on itself."
             elif key not in graph:
-                errors.setdefault(field, []).append(f"Unknown task key '{key}'.")
+                message = f"Unknown task key '{key}'."
             else:
-                graph.add_edge(key, task["key"], type=dep_type, required=required)
+                graph.add_edge(key, dependent, type=dep_type, required=required)
+                continue
+            errors.setdefault(f"dag.tasks.{index}.depends_on.{position}", []).append(message)
     if errors:
         raise DagError(errors)
-    if nx.is_directed_acyclic_graph(graph):  # linear; find_cycle is not on large DAGs
-        return graph
+    generations = topological_generations(graph)  # linear; find_cycle is not on large DAGs
+    if generations is not None:
+        return graph, generations
     knot = next(c for c in nx.strongly_connected_components(graph) if len(c) > 1)
     cycle = nx.find_cycle(graph.subgraph(knot))
     path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
@@ -67,10 +83,11 @@ def ready_tasks(
     must be completed; an optional one only has to be finished in any way.
     """
     result = []
+    predecessors = graph.pred  # edge data without graph.edges, which would cache a cycle
     for key in graph.nodes if candidates is None else candidates:
         if key in finished:
             continue
-        if all(_satisfied(graph.edges[pred, key], finished.get(pred)) for pred in graph.pred[key]):
+        if all(_satisfied(edge, finished.get(pred)) for pred, edge in predecessors[key].items()):
             result.append(key)
     return result
 
@@ -84,7 +101,6 @@ def _satisfied(edge: Mapping[str, Any], status: str | None) -> bool:
 def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) -> bool:
     """True when a required predecessor ended without completing, so `key` can never run."""
     return any(
-        graph.edges[pred, key].get("required", True)
-        and finished.get(pred) not in (None, "completed")
-        for pred in graph.pred[key]
+        edge.get("required", True) and finished.get(pred) not in (None, "completed")
+        for pred, edge in graph.pred[key].items()
     )

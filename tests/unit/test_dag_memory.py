@@ -1,0 +1,104 @@
+"""DAG graphs hold no reference cycle, so a dropped graph is freed at once, not by the collector.
+
+networkx caches its degree and edge views on a graph and each view points back at the graph;
+touching one (`graph.in_degree()`, `nx.topological_sort`, `graph.edges[u, v]`) would keep a
+10,000-task DAG alive until a full collection (docs/benchmarks.md, Planning).
+"""
+
+import gc
+import weakref
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import networkx as nx
+import pytest
+
+from app.planning import analyze, topological_generations, topological_levels
+from app.services import canvas, dags
+
+TASKS = [
+    {"key": "a"},
+    {"key": "b", "depends_on": ["a"]},
+    {"key": "c", "depends_on": ["a"]},
+    {"key": "d", "depends_on": ["b", {"key": "c", "required": False}]},
+    {"key": "e", "depends_on": ["d"]},
+]
+SPEC = {  # the same DAG as a planning spec: dependencies are mappings there
+    "tasks": [
+        {**task, "depends_on": [dict(key=dep) if isinstance(dep, str) else dep for dep in deps]}
+        for task in TASKS
+        for deps in [task.get("depends_on", [])]
+    ]
+}
+
+
+@contextmanager
+def collector_paused():
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def freed_when_dropped(make_and_use: Callable[[], nx.DiGraph]) -> bool:
+    """Whether the graph `make_and_use` returns is freed as soon as the last reference goes."""
+    with collector_paused():
+        ref = weakref.ref(make_and_use())
+        return ref() is None
+
+
+def test_analyzed_graph_is_freed_when_dropped():
+    def make_and_use():
+        analysis = analyze(SPEC)
+        assert analysis.critical_path == ["a", "b", "d", "e"]
+        assert topological_levels(analysis.graph) == analysis.levels
+        return analysis.graph
+
+    assert freed_when_dropped(make_and_use)
+
+
+def test_validated_graph_is_freed_after_dispatch_queries():
+    def make_and_use():
+        graph = dags.build_graph(TASKS)
+        assert dags.ready_tasks(graph, {"a": "completed"}) == ["b", "c"]
+        assert not dags.blocked_forever(graph, {"c": "failed"}, "d")
+        assert canvas.plan_runs(graph) == [["a"], ["b"], ["c"], ["d", "e"]]
+        assert canvas.dispatch_runs(graph, ["a"]) == [["a"]]
+        return graph
+
+    assert freed_when_dropped(make_and_use)
+
+
+def test_compiling_a_dispatch_plan_leaves_no_garbage_for_the_collector():
+    with collector_paused():
+        gc.collect()
+        canvas.compile_dispatch_plan({"tasks": TASKS})
+        analyze(SPEC)
+        assert gc.collect() == 0
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [("a", "b"), ("a", "c"), ("c", "d"), ("b", "d"), ("x", "d")],
+        [("z", "y"), ("y", "x"), ("z", "x"), ("w", "x")],
+    ],
+)
+def test_topological_generations_match_networkx_order(edges):
+    graph = nx.DiGraph(edges)
+    assert topological_generations(graph) == [list(g) for g in nx.topological_generations(graph)]
+
+
+def test_topological_generations_are_none_for_a_cycle():
+    assert topological_generations(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "b")])) is None
+
+
+def test_plan_runs_with_known_generations_matches_plan_runs_alone():
+    graph, generations = dags.build_ordered_graph(TASKS)
+    assert canvas.plan_runs(graph, generations) == canvas.plan_runs(graph)
+    assert [key for generation in generations for key in generation] == list(
+        nx.topological_sort(graph)
+    )
