@@ -137,55 +137,104 @@ def redis_client() -> redis.Redis:
     return clients[url]
 
 
-def agent_semaphore(job: DriverJob) -> FairSemaphore:
+def agent_semaphore(agent_id: str, capacity: int) -> FairSemaphore:
     """The fair, leased semaphore guarding the agent's `capacity` slots."""
     return FairSemaphore(
         redis_client(),
-        f"agent:{job.agent.id}",
-        capacity=job.capacity,
+        f"agent:{agent_id}",
+        capacity=capacity,
         lease_ttl=current_app.config["TASK_LEASE_SECONDS"],
     )
+
+
+class SlotTaker:
+    """Takes a free slot of the agent a claim chose, so that the claim starts the attempt in
+    the same transaction. It never waits (a busy agent leaves the task `assigned`), and holds
+    at most one slot: a claim step retried after a database error gives back the first."""
+
+    def __init__(self, owner: str, on_lost):
+        self.owner, self.on_lost, self.lease = owner, on_lost, None
+
+    def __call__(self, agent, workdir: str) -> int | None:
+        self.release()
+        if needs_worktree(workdir):  # the worktree is made before the attempt starts
+            return None
+        semaphore = agent_semaphore(agent.id, agent.capacity)
+        self.lease = semaphore.try_acquire(owner=self.owner, on_lost=self.on_lost)
+        return self.lease.token if self.lease is not None else None
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
 
 @shared_task(name="sessions.run_task", bind=True, max_retries=None, ignore_result=True)
 def run_task(self, session_id: str, task_id: str, epoch: int) -> None:
     """Claim a task, take a slot of its agent, run the driver, record the outcome, dispatch."""
-    job = in_transaction(claims.claim, session_id, task_id, epoch, WORKER_NAME)
-    if job is None:
-        return
     config = current_app.config
     slot_lost = threading.Event()
+    running: dict[str, Lease] = {}
 
     def on_slot_lost(_lease) -> None:
         slot_lost.set()
-        lease.cancel.set()
+        if "lease" in running:
+            running["lease"].cancel.set()
 
-    with Lease(job, config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]) as lease:
-        if not job.agent.id:  # an engine step (integration): no agent slot to take
-            dispatch = _attempt(job, epoch, lease, 0, slot_lost)
-        else:
-            try:
-                agent_lease = agent_semaphore(job).acquire(
-                    timeout=config["AGENT_WAIT_SECONDS"], owner=f"{WORKER_NAME}/{task_id}",
-                    on_lost=on_slot_lost,
-                )  # fmt: skip
-            except LockTimeout:
-                in_transaction(execution.release_assignment, job)
-                raise self.retry(countdown=1.0) from None
-            with agent_lease:
-                dispatch = _attempt(job, epoch, lease, agent_lease.token, slot_lost)
+    owner = f"{WORKER_NAME}/{task_id}"
+    taker = SlotTaker(owner, on_slot_lost)
+    try:  # whatever happens, a slot the claim took is given back
+        job = in_transaction(claims.claim, session_id, task_id, epoch, WORKER_NAME, taker)
+        if job is None or job.started_token is None:
+            taker.release()
+        if job is None:
+            return
+        with Lease(job, config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]) as lease:
+            running["lease"] = lease
+            if slot_lost.is_set():
+                lease.cancel.set()
+            if job.started_token is not None:  # the claim started it: the slot is held
+                dispatch = _execute(job, epoch, lease, job.started_token, slot_lost)
+                taker.release()
+            elif not job.agent.id:  # an engine step (integration): no agent slot to take
+                dispatch = _attempt(job, epoch, lease, 0, slot_lost)
+            else:
+                try:
+                    agent_lease = agent_semaphore(job.agent.id, job.capacity).acquire(
+                        timeout=config["AGENT_WAIT_SECONDS"], owner=owner, on_lost=on_slot_lost
+                    )
+                except LockTimeout:
+                    in_transaction(execution.release_assignment, job)
+                    raise self.retry(countdown=1.0) from None
+                with agent_lease:
+                    dispatch = _attempt(job, epoch, lease, agent_lease.token, slot_lost)
+    finally:
+        taker.release()
     if dispatch is not None and dispatch.retry_in is not None:
         raise self.retry(countdown=dispatch.retry_in)
     apply_dispatch(dispatch)
 
 
 def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: threading.Event):
-    """Run one attempt that holds its agent's slot; return what to dispatch next.
-
-    An attempt stopped because its agent slot's lease was lost is retried, not failed."""
+    """Start an attempt that holds its agent's slot (in its worktree, if the session has a git
+    workdir), run it and return what to dispatch next."""
     job, branch = _workspace(job)
     if not in_transaction(execution.start_attempt, job, token, branch):
         return None
+    return _execute(job, epoch, lease, token, slot_lost, branch)
+
+
+def _execute(
+    job: DriverJob,
+    epoch: int,
+    lease: Lease,
+    token: int,
+    slot_lost: threading.Event,
+    branch: str | None = None,
+):
+    """Run a started attempt's driver and record its outcome; return what to dispatch next.
+
+    An attempt stopped because its agent slot's lease was lost is retried, not failed."""
     if job.queued_at is not None:
         observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
     started = time.monotonic()
@@ -205,9 +254,14 @@ def _attempt(job: DriverJob, epoch: int, lease: Lease, token: int, slot_lost: th
     return in_transaction(outcomes.record_outcome, job, epoch, outcome, duration, token)
 
 
+def needs_worktree(workdir: str) -> bool:
+    """Whether tasks of a session with this workdir work in their own git worktree."""
+    return (Path(workdir) / ".git").exists()
+
+
 def _workspace(job: DriverJob) -> tuple[DriverJob, str | None]:
     """When the session's workdir is a git repository, the task works in its own worktree."""
-    if not job.agent.id or not (Path(job.workdir) / ".git").exists():
+    if not job.agent.id or not needs_worktree(job.workdir):
         return job, None
     worktree = create_worktree(job.workdir, job.session_id, job.task_key, base=job.base_ref)
     return replace(job, workdir=str(worktree)), branch_name(job.session_id, job.task_key)

@@ -39,6 +39,8 @@ class DriverJob:
     capacity: int = 1
     queued_at: datetime | None = None
     base_ref: str = "HEAD"
+    # Set when the claim also started the attempt, holding an agent slot with this token.
+    started_token: int | None = None
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import networkx as nx
 from sqlalchemy import bindparam, or_, select, update
@@ -72,6 +74,25 @@ _CLAIM = (
         _sessions.c.workdir,
     )  # fmt: skip
 )
+# The same claim when the worker already holds a free slot of the chosen agent: the attempt
+# starts at once, fenced by the slot's token, and no second transaction is needed to start it.
+_CLAIM_AND_START = (
+    update(_tasks)
+    .where(*_CLAIMABLE, _tasks.c.fence_token <= bindparam("p_token"))
+    .values(
+        status=TaskStatus.IN_PROGRESS,
+        assigned_agent_id=bindparam("p_agent_id"),
+        attempt=_tasks.c.attempt + 1,
+        heartbeat_at=bindparam("p_now"),
+        worker=bindparam("p_worker"),
+        error=None,
+        fence_token=bindparam("p_token"),
+        started_at=bindparam("p_now"),
+        executions=_tasks.c.executions + 1,
+        branch=None,
+    )
+    .returning(*_CLAIM.exported_columns)
+)
 _BLOCK = (
     update(_tasks)
     .where(*_CLAIMABLE)
@@ -91,13 +112,25 @@ _RETURN_TO_PENDING = (
 )
 
 
+# Given the chosen agent (a row) and the session's workdir, take one of the agent's slots
+# without waiting and return its fencing token, or None to claim without starting.
+SlotTaker = Callable[[Any, str], "int | None"]
+
+
 def claim(
-    db: DbSession, session_id: str, task_id: str, epoch: int, worker: str = ""
+    db: DbSession,
+    session_id: str,
+    task_id: str,
+    epoch: int,
+    worker: str = "",
+    take_slot: SlotTaker | None = None,
 ) -> DriverJob | None:
     """Claim a ready task for this epoch, route it to an agent and return the driver job.
 
-    Returns None when the message is stale or duplicated, or when no agent can take the task
-    (the task is then `blocked` with the reason).
+    With `take_slot`, a task whose agent has a free slot starts in the same transaction
+    (`job.started_token` is then the slot's fencing token); otherwise it is `assigned` and
+    waits for a slot. Returns None when the message is stale or duplicated, or when no agent
+    can take the task (the task is then `blocked` with the reason).
     """
     graph = scheduling.session_graph(db, session_id)
     if task_id not in graph:
@@ -116,15 +149,23 @@ def claim(
             record_event(db, session_id, "task.blocked", task_id=task_id, reason=error)
             return None
         return _not_claimed(db, session_id, task_id, epoch)
-    row = db.execute(
-        _CLAIM, {**params, "p_agent_id": agent.id, "p_now": utcnow(), "p_worker": worker}
-    ).first()
+    params.update(p_agent_id=agent.id, p_now=utcnow(), p_worker=worker)
+    token = take_slot(agent, graph.graph["workdir"]) if take_slot is not None else None
+    row = None
+    if token is not None:
+        row = db.execute(_CLAIM_AND_START, {**params, "p_token": token}).first()
+    if row is None:
+        token = None  # not started here (a stale message, or a newer fencing token was seen)
+        row = db.execute(_CLAIM, params).first()
     if row is None:
         return _not_claimed(db, session_id, task_id, epoch)
     predecessors = [graph.nodes[pred]["key"] for pred in graph.pred[task_id]]
     context = task_context.context_for_task(db, session_id, predecessors) if predecessors else {}
     record_event(db, session_id, "task.assigned", task_id=task_id, agent_id=agent.id,
                  key=row.key, attempt=row.attempt)  # fmt: skip
+    if token is not None:
+        record_event(db, session_id, "task.started", task_id=task_id, agent_id=agent.id,
+                     key=row.key, attempt=row.attempt, fence_token=token)  # fmt: skip
     integrated = bool(graph.graph["integrations"] & nx.ancestors(graph, task_id))
     return DriverJob(
         session_id=session_id,
@@ -142,6 +183,7 @@ def claim(
         capacity=agent.capacity,
         queued_at=row.queued_at,
         base_ref=branch_name(session_id, "integration") if integrated else "HEAD",
+        started_token=token,
     )
 
 

@@ -36,7 +36,8 @@ class Dispatch:
 def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
     """The session's DAG over task ids (edge u -> v: v depends on u), cached per process.
 
-    Nodes carry the tasks' immutable facts: key, action, has_command and capabilities."""
+    Nodes carry the tasks' immutable facts: key, action, has_command and capabilities; the
+    graph carries the session's workdir and its integration steps."""
     graph = _graphs.get(session_id)
     if graph is not None:
         _graphs.move_to_end(session_id)
@@ -52,6 +53,9 @@ def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
                "capabilities": tuple(capabilities or ())})
         for tid, key, action, has_command, capabilities in nodes
     )  # fmt: skip
+    graph.graph["workdir"] = (
+        db.scalar(select(Session.workdir).where(Session.id == session_id)) or ""
+    )
     graph.graph["integrations"] = frozenset(
         tid for tid, _, action, *_ in nodes if action == "integrate"
     )

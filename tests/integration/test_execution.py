@@ -292,3 +292,57 @@ def test_a_successor_receives_its_predecessors_output_as_context(db):
     successor = claims.claim(db, session.id, ids["b"], dispatch.epoch)
     assert successor.context["predecessors"]["a"]["summary"] == "wrote api.py"
     assert "wrote api.py" in successor.prompt
+
+
+def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
+    session = make_session(db, [("a", [], [], False), ("b", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    ids = task_ids(db, session)
+    offered = []
+
+    def free_slot(agent, workdir):
+        offered.append((agent.name, workdir))
+        return 7
+
+    job = claims.claim(db, session.id, ids["a"], dispatch.epoch, "w1", free_slot)
+    db.commit()
+    assert offered == [("runner", session.workdir or "")]
+    assert job.started_token == 7
+    task = db.get(SessionTask, ids["a"])
+    db.refresh(task)
+    assert (task.status, task.fence_token, task.executions) == (TaskStatus.IN_PROGRESS, 7, 1)
+    types = [e.type for e in db.query(SessionEvent).filter_by(task_id=ids["a"])]
+    assert types == ["task.assigned", "task.started"]
+    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 7) is not None
+    db.commit()
+    # A busy agent (no free slot): the task is only assigned and waits for a slot.
+    waiting = claims.claim(db, session.id, ids["b"], dispatch.epoch, "w1", lambda *_: None)
+    db.commit()
+    assert waiting.started_token is None
+    db.refresh(task := db.get(SessionTask, ids["b"]))
+    assert task.status is TaskStatus.ASSIGNED and task.executions == 0
+
+
+def test_a_slot_token_older_than_the_tasks_fence_only_assigns(db):
+    session = make_session(db, [("a", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.query(SessionTask).filter_by(session_id=session.id).update({"fence_token": 50})
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    job = claims.claim(db, session.id, task_id, dispatch.epoch, "w1", lambda *_: 3)
+    db.commit()
+    assert job is not None and job.started_token is None
+    assert not execution.start_attempt(db, job, 3)
+
+
+def test_a_stale_message_with_a_free_slot_claims_nothing(db):
+    session = make_session(db, [("a", [], [], False)])
+    dispatch = execution.launch(db, session.id)
+    db.commit()
+    (task_id,) = dispatch.runs[0]
+    assert claims.claim(db, session.id, task_id, dispatch.epoch - 1, "w1", lambda *_: 5) is None
+    db.commit()
+    task = db.get(SessionTask, task_id)
+    db.refresh(task)
+    assert task.status is TaskStatus.READY and task.executions == 0
