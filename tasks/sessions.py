@@ -56,7 +56,7 @@ def _is_connection_error(error: DBAPIError) -> bool:
 
 
 def apply_dispatch(dispatch: execution.Dispatch | None) -> None:
-    """Send the task runs of a committed dispatch as one Celery canvas.
+    """Send the task runs of a committed dispatch (a chain per series run).
 
     If the broker is down the tasks stay `ready` in PostgreSQL and the reconciler sends them.
     """
@@ -68,9 +68,9 @@ def apply_dispatch(dispatch: execution.Dispatch | None) -> None:
             priority=dispatch.priority
         )
 
-    compiled = canvas.compile_canvas(dispatch.runs, signature)
     try:
-        compiled.apply_async(priority=dispatch.priority)
+        for run in canvas.compile_runs(dispatch.runs, signature):
+            run.apply_async(priority=dispatch.priority)
     except BrokerError as error:
         logger.warning("dispatch not sent session_id=%s error=%s", dispatch.session_id, error)
         return
