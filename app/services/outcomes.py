@@ -84,7 +84,11 @@ def record_outcome(
                  error=outcome.error)  # fmt: skip
     session = scheduling.lock_session(db, job.session_id)
     _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
-    dispatch = scheduling.dispatch_ready(db, session) if session.status in SESSION_ACTIVE else None
+    dispatch = (
+        scheduling.dispatch_ready(db, session, job.task_id)
+        if session.status in SESSION_ACTIVE
+        else None
+    )
     if job.agent.id:  # last, so the agent's row lock is held only until the commit
         record_agent_outcome(db, job.agent.id, outcome, duration)
     return dispatch

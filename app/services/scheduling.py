@@ -107,13 +107,23 @@ def _set_status(db: DbSession, task_ids: list[str], status: TaskStatus, **values
         db.execute(update(_tasks).where(_tasks.c.id.in_(task_ids)).values(status=status, **values))
 
 
-def dispatch_ready(db: DbSession, session: Session | LockedSession) -> Dispatch:
-    """Skip tasks that can never run, mark runnable ones ready, return them as runs."""
+def dispatch_ready(
+    db: DbSession, session: Session | LockedSession, completed: str | None = None
+) -> Dispatch:
+    """Skip tasks that can never run, mark runnable ones ready, return them as runs.
+
+    After the completion of task `completed` only its successors can have become runnable and
+    no task can have become unreachable, so only they are looked at; any other change (a
+    launch, a failure) looks at every task.
+    """
     graph = session_graph(db, session.id)
     statuses = task_statuses(db, session.id)
-    _skip_unreachable(db, session, graph, statuses)
+    if completed is not None and statuses.get(completed) is TaskStatus.COMPLETED:
+        pending = [tid for tid in graph.succ[completed] if statuses[tid] is TaskStatus.PENDING]
+    else:
+        _skip_unreachable(db, session, graph, statuses)
+        pending = [tid for tid, s in statuses.items() if s is TaskStatus.PENDING]
     finished = {tid: s.value for tid, s in statuses.items() if s in TASK_FINISHED}
-    pending = [tid for tid, s in statuses.items() if s is TaskStatus.PENDING]
     ready = dags.ready_tasks(graph, finished, pending)
     # Chains may only run through tasks whose other predecessors have all finished.
     unfinished = graph.subgraph(tid for tid in statuses if tid not in finished)
