@@ -3,23 +3,30 @@
 GET/HEAD/OPTIONS need `read`, other methods `write`, and the token and maintenance endpoints
 `admin` (admin implies write implies read). `/health/*` and the OpenAPI documents are public;
 `/metrics` is too when METRICS_PUBLIC=1. Unknown URLs fall through to their 404/405.
+
+Verified tokens are cached for TOKEN_CACHE_SECONDS (default 5; 0 turns the cache off) while a
+thread of the process LISTENs for revocations, so a revoked token is refused at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
+import threading
+import time
 
 from apispec import BasePlugin
 from flask import Flask, current_app, g, request
 from flask_smorest import Api
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.config import ConfigError
 from app.errors import error_body
 from app.extensions import db
 from app.services import tokens
-from app.services.tokens import Principal
+from app.services.tokens import Principal, TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +72,89 @@ def _deny(status: int, message: str):
     return body, code
 
 
+_listener_lock = threading.Lock()
+
+
+class RevocationListener:
+    """A daemon thread that keeps a TokenCache live while it LISTENs for token revocations.
+
+    Each notification clears the cache. While the thread is not subscribed (starting, or its
+    connection lost) the cache is not live, so every request is checked in the database. An idle
+    connection is checked every `check_seconds`; the cache's TTL bounds a silent loss.
+    """
+
+    APPLICATION_NAME = "orchestrator-token-revocations"
+
+    def __init__(self, engine: Engine, cache: TokenCache, check_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.check_seconds = check_seconds
+        self.retry_seconds = (0.1, 5.0)
+        self._pid: int | None = None
+
+    def ensure_running(self) -> None:
+        """Start the thread in this process (once; again after a fork)."""
+        if self._pid == os.getpid():
+            return
+        with _listener_lock:
+            if self._pid == os.getpid():
+                return
+            self.cache.live = False
+            self.cache.clear()
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="token-revocations", daemon=True).start()
+
+    def _connect(self):
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        cparams = {**cparams, "application_name": self.APPLICATION_NAME}
+        connection = self.engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {tokens.REVOKED_CHANNEL}")
+        return connection
+
+    def _run(self) -> None:
+        delay = self.retry_seconds[0]
+        while True:
+            connection = None
+            try:
+                connection = self._connect()
+                self.cache.clear()
+                self.cache.live = True
+                delay = self.retry_seconds[0]
+                logger.info("revocation listener live cache_ttl=%ss", self.cache.ttl)
+                self._listen(connection)
+            except Exception as error:  # any failure: stop trusting the cache, reconnect
+                logger.warning("revocation listener down error=%s retry_in=%.1fs",
+                               type(error).__name__, delay)  # fmt: skip
+            finally:
+                self.cache.live = False
+                self.cache.clear()
+                if connection is not None:
+                    try:
+                        connection.close()
+                    except Exception:  # already broken
+                        pass
+            time.sleep(delay)
+            delay = min(delay * 2, self.retry_seconds[1])
+
+    def _listen(self, connection) -> None:
+        while True:
+            readable, _, _ = select.select([connection], [], [], self.check_seconds)
+            if not readable:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            connection.poll()
+            if connection.notifies:
+                connection.notifies.clear()
+                self.cache.clear()
+
+
+def token_cache_seconds(config: dict) -> float:
+    """TOKEN_CACHE_SECONDS from the app config, else the environment (default 5)."""
+    return float(config.get("TOKEN_CACHE_SECONDS", os.environ.get("TOKEN_CACHE_SECONDS", "5")))
+
+
 def _bearer_token() -> str | None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -83,9 +173,16 @@ def authenticate_request():
     raw = _bearer_token()
     if raw is None:
         return _deny(401, "Authentication required: send 'Authorization: Bearer <token>'.")
+    listener = current_app.extensions.get("token_revocations")
+    cache = None
+    if listener is not None:
+        listener.ensure_running()
+        cache = listener.cache
     try:
-        with db.session.begin():
-            principal = tokens.authenticate(db.session, raw)
+        principal = cache.get(tokens.hash_token(raw)) if cache is not None else None
+        if principal is None:
+            with db.session.begin():
+                principal = tokens.authenticate(db.session, raw, cache)
     except OperationalError:
         logger.warning("auth database unavailable path=%s", request.path)
         return error_body(503, "The database is unavailable; try again.")
@@ -134,6 +231,9 @@ def init_auth(app: Flask, api: Api) -> None:
          "tokens create NAME --scope read|write|admin`. Operations list `x-required-scope`."},
     )  # fmt: skip
     app.before_request(authenticate_request)
+    ttl = token_cache_seconds(app.config)
+    if ttl > 0 and not app.config["AUTH_DISABLED"]:
+        app.extensions["token_revocations"] = RevocationListener(db.engine, TokenCache(ttl))
     if app.config["AUTH_DISABLED"]:
         logger.warning(
             "AUTH_DISABLED=1: EVERY ENDPOINT IS OPEN TO ANYONE WHO CAN REACH THIS PORT. "

@@ -1,6 +1,8 @@
-"""API throughput with gunicorn (2 workers x 4 threads) and a loopback load generator: requests
-per second and p50/p99 of GET /health/live, GET /api/v1/sessions/{id} and POST /api/v1/sessions,
-all but the probe with a bearer token. Uses `wrk` when installed, else a keep-alive thread pool.
+"""API throughput with gunicorn as the Procfile and the Docker image run it (2 workers x 4
+threads, a Prometheus multiprocess directory) and a loopback load generator: requests per second
+and p50/p99 of GET /health/live, GET /api/v1/sessions/{id} and POST /api/v1/sessions, all but the
+probe with a bearer token. Uses `wrk` when installed (`apt-get install wrk`), else a keep-alive
+thread pool, which competes with the server for the CPU.
 """
 
 from __future__ import annotations
@@ -92,8 +94,11 @@ def main() -> None:
     generator = "wrk" if shutil.which("wrk") else "python-threads"
     load = with_wrk if generator == "wrk" else with_threads
     with services() as (database_url, redis_url, home):
+        metrics = home / "metrics"
+        metrics.mkdir()
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-               "WORKSPACE_ROOT": str(home / "work")}  # fmt: skip
+               "WORKSPACE_ROOT": str(home / "work"),
+               "PROMETHEUS_MULTIPROC_DIR": str(metrics)}  # fmt: skip
         processes = Processes(env, home)
         try:
             api = processes.api()

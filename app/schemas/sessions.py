@@ -1,4 +1,6 @@
-"""Schemas for sessions and their DAG."""
+"""Schemas for sessions and their DAG, and a direct dump of the session detail."""
+
+from collections.abc import Mapping, Sequence
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -178,6 +180,63 @@ class SessionSummarySchema(Schema):
 
 class SessionSchema(SessionSummarySchema):
     tasks = fields.List(fields.Nested(TaskSchema))
+
+
+# The session detail's fields whose values `services.sessions.session_detail` already gives in
+# their JSON form (it reads them from PostgreSQL as JSON); the others are converted below.
+TASK_TIMES = ("heartbeat_at", "queued_at", "started_at", "finished_at")
+SESSION_TIMES = ("created_at", "updated_at", "started_at", "finished_at")
+_TASK_AS_IS = tuple(
+    name for name in TaskSchema().fields
+    if name not in ("required_capabilities", "depends_on", "status", "cost", *TASK_TIMES)
+)  # fmt: skip
+_SESSION_AS_IS = tuple(
+    name for name in SessionSchema().fields
+    if name not in ("type", "priority", "status", "tags", "progress", "tasks", *SESSION_TIMES)
+)  # fmt: skip
+
+
+def _when(value):
+    return None if value is None else value.isoformat()
+
+
+def _texts(values):
+    return None if values is None else [str(value) for value in values]
+
+
+def _task_detail(task: Mapping) -> dict:
+    detail = {name: task[name] for name in _TASK_AS_IS}
+    detail["required_capabilities"] = _texts(task["required_capabilities"])
+    detail["depends_on"] = [
+        {"key": key, "type": kind, "required": required}
+        for key, kind, required in task["depends_on"]
+    ]
+    detail["status"] = task["status"].value
+    detail["cost"] = float(task["cost"])
+    for name in TASK_TIMES:
+        detail[name] = _when(task[name])
+    return detail
+
+
+def dump_session_detail(session: Mapping, tasks: Sequence[Mapping]) -> dict:
+    """What `SessionSchema().dump` gives, from what `services.sessions.session_detail` read.
+
+    Written out because marshmallow's per-field machinery was most of the cost of the most
+    frequent read; `tests/api/test_session_detail.py` holds the two equal, field for field.
+    """
+    detail = {name: session[name] for name in _SESSION_AS_IS}
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task["status"].value] = counts.get(task["status"].value, 0) + 1
+    detail["type"] = session["type"].value
+    detail["priority"] = SessionPriority(session["priority"]).name.lower()
+    detail["status"] = session["status"].value
+    detail["tags"] = _texts(session["tags"])
+    for name in SESSION_TIMES:
+        detail[name] = _when(session[name])
+    detail["progress"] = {"total": len(tasks), "by_status": counts}
+    detail["tasks"] = [_task_detail(task) for task in tasks]
+    return detail
 
 
 class SessionPageSchema(Schema):

@@ -6,16 +6,19 @@ import hashlib
 import json
 import logging
 import os
+from datetime import datetime
 from typing import Any
 
+import psycopg2
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
 from models import Session, SessionTask, TaskDependency
 from models.base import new_id
-from models.enums import DependencyType, SessionStatus
+from models.enums import DependencyType, SessionStatus, SessionType, TaskStatus
 
 from . import dags
 from .agents import missing_capabilities
@@ -168,6 +171,95 @@ def get_session(db: DbSession, session_id: str) -> Session:
     if session is None:
         raise NotFound(f"Session {session_id} not found.")
     return session
+
+
+# The session detail, the most frequent read (clients poll it), in one statement and one JSON
+# document: the session's columns that the response shows, and its tasks, each with its edges as
+# [predecessor key, type, required]. Planning it cost PostgreSQL more than running it, so each
+# pooled connection prepares it once (the mark lives in the pool's per-connection `info`, which
+# a reconnect clears). It runs on a DBAPI connection of the autocommit engine (one statement sees
+# one snapshot): no BEGIN and ROLLBACK round trips, and none of the ORM's per-statement work,
+# which were most of the request's cost (docs/benchmarks.md).
+DETAIL_STATEMENT = "orch_session_detail"
+PREPARE_DETAIL = f"""PREPARE {DETAIL_STATEMENT} (varchar) AS
+SELECT row_to_json(detail) FROM (
+SELECT s.id, s.title, s.description, s.prompt, s.type, s.priority, s.status, s.parent_id,
+       s.max_duration_seconds, s.tags, s.metadata, s.agent_preferences, s.created_by, s.workdir,
+       s.error, s.metrics, s.plan_info, s.created_at, s.updated_at, s.started_at, s.finished_at,
+       (SELECT coalesce(json_agg(t ORDER BY t.position), '[]')
+          FROM (SELECT t.position, t.id, t.key, t.title, t.description, t.command, t.action,
+                       t.branch, t.required_capabilities, t.optional, t.status, t.attempt,
+                       t.max_attempts, t.executions, t.worker, t.heartbeat_at, t.fence_token,
+                       t.assigned_agent_id, t.result, t.error, t.tokens, t.cost, t.queued_at,
+                       t.started_at, t.finished_at,
+                       (SELECT coalesce(json_agg(json_build_array(p.key, d.type, d.required)
+                                                 ORDER BY d.id), '[]')
+                          FROM task_dependencies d JOIN session_tasks p ON p.id = d.depends_on_id
+                         WHERE d.task_id = t.id) AS depends_on
+                  FROM session_tasks t WHERE t.session_id = s.id) t) AS tasks
+  FROM sessions s WHERE s.id = $1) detail"""
+EXECUTE_DETAIL = f"EXECUTE {DETAIL_STATEMENT}(%(session_id)s)"
+# The prepared statement is gone (DEALLOCATE, DISCARD) or its result type changed (a migration).
+MISSING_PREPARED, PLAN_CHANGED = "26000", "0A000"
+SESSION_TIMES = ("created_at", "updated_at", "started_at", "finished_at")
+TASK_TIMES = ("heartbeat_at", "queued_at", "started_at", "finished_at")
+
+
+def _fetch_detail(pooled, session_id: str) -> dict[str, Any] | None:
+    """Run the prepared detail statement on a pooled connection (preparing it when needed)."""
+    with pooled.driver_connection.cursor() as cursor:
+        for retry in (False, True):
+            try:
+                if DETAIL_STATEMENT not in pooled.info:
+                    cursor.execute(PREPARE_DETAIL)
+                    pooled.info[DETAIL_STATEMENT] = True
+                cursor.execute(EXECUTE_DETAIL, {"session_id": session_id})
+                row = cursor.fetchone()
+                return None if row is None else row[0]
+            except psycopg2.Error as error:
+                if retry or error.pgcode not in (MISSING_PREPARED, PLAN_CHANGED):
+                    raise
+                logger.info("session detail prepared again pgcode=%s", error.pgcode)
+                if error.pgcode == PLAN_CHANGED:
+                    cursor.execute(f"DEALLOCATE {DETAIL_STATEMENT}")
+                pooled.info.pop(DETAIL_STATEMENT, None)
+
+
+def _typed(row: dict[str, Any], status, times: tuple[str, ...]) -> dict[str, Any]:
+    """A row from the JSON document with the types its columns have (enums, datetimes)."""
+    row["status"] = status(row["status"])
+    for name in times:
+        if row[name] is not None:
+            row[name] = datetime.fromisoformat(row[name])
+    return row
+
+
+def session_detail(engine: Engine, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The session's columns and its tasks' (each with `depends_on`: [key, type, required] per
+    edge) as plain data, or NotFound: what `get_session` loads, in one statement.
+
+    Takes an autocommit engine (`db.reader`), not a session: it reads outside the ORM. A
+    connection found broken (the database restarted) makes it drop the pool and try once more,
+    as SQLAlchemy would.
+    """
+    for retry in (False, True):
+        pooled = engine.raw_connection()
+        try:
+            session = _fetch_detail(pooled, session_id)
+            break
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            if retry or not engine.dialect.is_disconnect(error, pooled.driver_connection, None):
+                raise
+            logger.warning("session detail lost its connection error=%s", type(error).__name__)
+            pooled.invalidate(error)
+            engine.dispose()
+        finally:
+            pooled.close()
+    if session is None:
+        raise NotFound(f"Session {session_id} not found.")
+    tasks = [_typed(task, TaskStatus, TASK_TIMES) for task in session.pop("tasks")]
+    session["type"] = SessionType(session["type"])
+    return _typed(session, SessionStatus, SESSION_TIMES), tasks
 
 
 def list_sessions(
