@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask, request
@@ -10,8 +11,11 @@ from flask import Flask, request
 from .errors import error_body
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _bad_text(value: str) -> bool:
-    return "\x00" in value or any(0xD800 <= ord(char) <= 0xDFFF for char in value)
+    return _UNSTORABLE.search(value) is not None
 
 
 def find_unstorable(value: Any, path: str) -> str | None:
