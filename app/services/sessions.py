@@ -140,7 +140,10 @@ def _add_tasks(db: DbSession, session: Session, specs: list[dict[str, Any]], gra
         )
         session.tasks.append(task)
         by_key[task.key] = task
-    for predecessor, successor, edge in graph.edges(data=True):
+    # graph.succ, not graph.edges: networkx caches an edge view that points back at the graph,
+    # a reference cycle only the cyclic garbage collector frees.
+    edges = ((pred, succ, edge) for pred, nbrs in graph.succ.items() for succ, edge in nbrs.items())
+    for predecessor, successor, edge in edges:
         by_key[successor].dependencies.append(
             TaskDependency(
                 session_id=session.id,
