@@ -10,7 +10,6 @@ from flask import Flask, request
 
 from .errors import error_body
 
-
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 

@@ -19,6 +19,18 @@ class AgentSpec:
     model: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, agent: Any) -> AgentSpec:
+        """The spec of a registered agent (a model object or a row with its columns)."""
+        return cls(
+            id=agent.id,
+            name=agent.name,
+            driver=agent.driver.value,
+            endpoint=agent.endpoint,
+            model=agent.model,
+            config=dict(agent.config or {}),
+        )
+
 
 @dataclass(frozen=True)
 class DriverJob:

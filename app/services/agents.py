@@ -27,10 +27,9 @@ from models.enums import AgentDriver, AgentStatus
 
 from .errors import Conflict, NotFound, ValidationFailed
 from .performance import BUSY_STATUSES, agent_loads
-from .routing import route
 
 __all__ = [
-    "agent_loads", "busy_tasks", "choose_agent", "deregister_agent", "get_agent", "list_agents",
+    "agent_loads", "busy_tasks", "deregister_agent", "get_agent", "list_agents",
     "missing_capabilities", "record_heartbeat", "register_agent", "set_maintenance", "update_agent",
 ]  # fmt: skip
 
@@ -176,22 +175,3 @@ def missing_capabilities(db: DbSession, required_sets: Iterable[Iterable[str]]) 
         if not any(needed <= have for have in agents):
             missing.append(", ".join(sorted(needed)))
     return sorted(set(missing))
-
-
-def choose_agent(
-    db: DbSession,
-    required: Iterable[str],
-    *,
-    technologies: Iterable[str] = (),
-    complexity: str | None = None,
-    prefer_driver: str | None = None,
-    require_driver: str | None = None,
-    allow_busy: bool = True,
-) -> Agent | None:
-    """The best-scoring routable agent for a task (see `routing.route`), or None.
-
-    With `allow_busy`, when every agent that fits is at capacity, the least loaded of them is
-    returned, so the task waits for a slot on it instead of being blocked.
-    """
-    decision = route(db, required, technologies, complexity, prefer_driver, require_driver)
-    return decision.waitable if allow_busy else decision.chosen

@@ -51,17 +51,18 @@ _CLAIMABLE = (
     _sessions.c.status.in_(SESSION_ACTIVE),
     ~_UNSATISFIED,
 )
+# What every claim records: the agent, the new attempt and who holds it.
+_ASSIGNMENT = {
+    "assigned_agent_id": bindparam("p_agent_id"),
+    "attempt": _tasks.c.attempt + 1,
+    "heartbeat_at": bindparam("p_now"),
+    "worker": bindparam("p_worker"),
+    "error": None,
+}
 _CLAIM = (
     update(_tasks)
     .where(*_CLAIMABLE)
-    .values(
-        status=TaskStatus.ASSIGNED,
-        assigned_agent_id=bindparam("p_agent_id"),
-        attempt=_tasks.c.attempt + 1,
-        heartbeat_at=bindparam("p_now"),
-        worker=bindparam("p_worker"),
-        error=None,
-    )
+    .values(status=TaskStatus.ASSIGNED, **_ASSIGNMENT)
     .returning(
         _tasks.c.key,
         _tasks.c.attempt,
@@ -81,11 +82,7 @@ _CLAIM_AND_START = (
     .where(*_CLAIMABLE, _tasks.c.fence_token <= bindparam("p_token"))
     .values(
         status=TaskStatus.IN_PROGRESS,
-        assigned_agent_id=bindparam("p_agent_id"),
-        attempt=_tasks.c.attempt + 1,
-        heartbeat_at=bindparam("p_now"),
-        worker=bindparam("p_worker"),
-        error=None,
+        **_ASSIGNMENT,
         fence_token=bindparam("p_token"),
         started_at=bindparam("p_now"),
         executions=_tasks.c.executions + 1,
@@ -174,7 +171,7 @@ def claim(
         attempt=row.attempt,
         title=row.title,
         description=row.description,
-        agent=agent_spec(agent),
+        agent=AgentSpec.of(agent),
         workdir=row.workdir or "",
         timeout_seconds=float(row.timeout_seconds),
         command=row.command,
@@ -184,18 +181,6 @@ def claim(
         queued_at=row.queued_at,
         base_ref=branch_name(session_id, "integration") if integrated else "HEAD",
         started_token=token,
-    )
-
-
-def agent_spec(agent) -> AgentSpec:
-    """What a driver needs to know about the agent that runs a task (a model or a row)."""
-    return AgentSpec(
-        id=agent.id,
-        name=agent.name,
-        driver=agent.driver.value,
-        endpoint=agent.endpoint,
-        model=agent.model,
-        config=dict(agent.config or {}),
     )
 
 

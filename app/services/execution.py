@@ -78,14 +78,23 @@ def launch(db: DbSession, session_id: str, lease_seconds: float = 30.0) -> Dispa
 
 
 _tasks = SessionTask.__table__
-_START = (
-    update(_tasks)
-    .where(
+
+
+def fenced_attempt(status: TaskStatus) -> tuple:
+    """`_fenced` as bound conditions (p_task_id, p_attempt) for statements built once, plus the
+    agent lease's fencing token (p_token): a holder whose token is older than the one the task
+    has seen is refused."""
+    return (
         _tasks.c.id == bindparam("p_task_id"),
-        _tasks.c.status == TaskStatus.ASSIGNED,
+        _tasks.c.status == status,
         _tasks.c.attempt == bindparam("p_attempt"),
         _tasks.c.fence_token <= bindparam("p_token"),
     )
+
+
+_START = (
+    update(_tasks)
+    .where(*fenced_attempt(TaskStatus.ASSIGNED))
     .values(
         status=TaskStatus.IN_PROGRESS,
         fence_token=bindparam("p_token"),

@@ -18,7 +18,7 @@ from models.enums import SESSION_ACTIVE, SessionStatus, TaskStatus
 
 from . import performance, scheduling, task_context
 from .events import record_event
-from .execution import _fenced, _lock_session
+from .execution import _fenced, _lock_session, fenced_attempt
 from .scheduling import Dispatch
 
 logger = logging.getLogger(__name__)
@@ -28,15 +28,9 @@ RETRY_MAX_SECONDS = 60.0
 
 
 _tasks = SessionTask.__table__
-# Fenced by attempt and by the agent lease's token (see `execution._fenced`).
 _RECORD = (
     update(_tasks)
-    .where(
-        _tasks.c.id == bindparam("p_task_id"),
-        _tasks.c.status == TaskStatus.IN_PROGRESS,
-        _tasks.c.attempt == bindparam("p_attempt"),
-        _tasks.c.fence_token <= bindparam("p_token"),
-    )
+    .where(*fenced_attempt(TaskStatus.IN_PROGRESS))
     .values(
         status=bindparam("p_status", type_=_tasks.c.status.type),
         finished_at=bindparam("p_now"),

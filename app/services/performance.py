@@ -135,14 +135,17 @@ def performance_of(agent: Agent, load: int) -> Performance:
     )
 
 
+# Tasks each agent is working on now (assigned or in progress), as (agent_id, load) rows.
+BUSY_COUNTS = (
+    select(SessionTask.assigned_agent_id.label("agent_id"), func.count().label("load"))
+    .where(SessionTask.status.in_(BUSY_STATUSES), SessionTask.assigned_agent_id.is_not(None))
+    .group_by(SessionTask.assigned_agent_id)
+)
+
+
 def agent_loads(db: DbSession) -> dict[str, int]:
     """Number of tasks each agent is working on now (assigned or in progress)."""
-    rows = db.execute(
-        select(SessionTask.assigned_agent_id, func.count())
-        .where(SessionTask.status.in_(BUSY_STATUSES), SessionTask.assigned_agent_id.is_not(None))
-        .group_by(SessionTask.assigned_agent_id)
-    )
-    return {agent_id: count for agent_id, count in rows}
+    return {agent_id: load for agent_id, load in db.execute(BUSY_COUNTS)}
 
 
 def failure_threshold() -> int:

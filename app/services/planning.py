@@ -50,16 +50,7 @@ def find_planner_agent(db: DbSession) -> AgentSpec | None:
         .order_by(Agent.name)
         .limit(1)
     )
-    if agent is None:
-        return None
-    return AgentSpec(
-        id=agent.id,
-        name=agent.name,
-        driver=agent.driver.value,
-        endpoint=agent.endpoint,
-        model=agent.model,
-        config=dict(agent.config or {}),
-    )
+    return AgentSpec.of(agent) if agent is not None else None
 
 
 def propose_plan(

@@ -29,11 +29,11 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.planning.complexity import ComplexityLevel
 from app.planning.errors import PlanningError
-from models import Agent, SessionTask
+from models import Agent
 from models.enums import AgentDriver, AgentStatus, AgentType
 
 from .errors import ValidationFailed
-from .performance import BUSY_STATUSES, agent_loads, success_score
+from .performance import BUSY_COUNTS, agent_loads, success_score
 
 WEIGHTS = {
     "capability_fit": 0.30,
@@ -245,12 +245,7 @@ def route(
     )
 
 
-_busy = (
-    select(SessionTask.__table__.c.assigned_agent_id.label("agent_id"), func.count().label("load"))
-    .where(SessionTask.__table__.c.status.in_(BUSY_STATUSES))
-    .group_by(SessionTask.__table__.c.assigned_agent_id)
-    .subquery()
-)
+_busy = BUSY_COUNTS.subquery()
 # Agents as plain rows (every column, as attributes) with their current load, in one query.
 _AGENTS_WITH_LOAD = (
     select(Agent.__table__, func.coalesce(_busy.c.load, 0).label("current_load"))

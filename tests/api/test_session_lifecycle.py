@@ -61,8 +61,8 @@ def test_unknown_session_action_is_404(client, db):
 
 
 def test_tree_nests_children(client, db, session_id):
-    child = client.post("/api/v1/sessions", json={"title": "child", "prompt": "p",
-                                                  "parent_id": session_id, "dag": diamond()})  # fmt: skip
+    child = client.post("/api/v1/sessions", json={
+        "title": "child", "prompt": "p", "parent_id": session_id, "dag": diamond()})  # fmt: skip
     grandchild = client.post("/api/v1/sessions", json={"title": "grandchild", "prompt": "p",
                              "parent_id": child.json["id"], "dag": diamond()})  # fmt: skip
     tree = client.get(f"/api/v1/sessions/{session_id}/tree").json
@@ -81,8 +81,8 @@ def test_events_page_and_stream_with_replay(client, db, session_id):
     after = client.get(f"/api/v1/sessions/{session_id}/events?after={second}").json["items"]
     assert [e["id"] for e in after] == [e["id"] for e in page["items"][2:]]
 
-    stream = client.get(f"/api/v1/sessions/{session_id}/events",
-                        headers={"Accept": "text/event-stream", "Last-Event-ID": str(second)})  # fmt: skip
+    headers = {"Accept": "text/event-stream", "Last-Event-ID": str(second)}
+    stream = client.get(f"/api/v1/sessions/{session_id}/events", headers=headers)
     assert stream.mimetype == "text/event-stream"
     frames = [f for f in stream.get_data(as_text=True).split("\n\n") if f.startswith("id:")]
     ids = [int(f.split("\n")[0].removeprefix("id: ")) for f in frames]
@@ -92,8 +92,8 @@ def test_events_page_and_stream_with_replay(client, db, session_id):
 
 
 def test_bad_last_event_id_is_422(client, db, session_id):
-    response = client.get(f"/api/v1/sessions/{session_id}/events",
-                          headers={"Accept": "text/event-stream", "Last-Event-ID": "x"})  # fmt: skip
+    headers = {"Accept": "text/event-stream", "Last-Event-ID": "x"}
+    response = client.get(f"/api/v1/sessions/{session_id}/events", headers=headers)
     assert response.status_code == 422
 
 

@@ -1,6 +1,7 @@
 """Routing and the failure threshold on a real PostgreSQL: scores, filters, health."""
 
 from app.services import agents, performance, routing
+from app.services.routing import route_task
 from models import Agent, Session, SessionTask
 from models.enums import AgentStatus, TaskStatus
 
@@ -45,7 +46,7 @@ def test_a_new_agent_gets_work_over_a_poor_record_and_is_never_scored_zero(db):
     assert decision.chosen.name == "newcomer"
     newcomer = decision.candidates[0]
     assert newcomer.breakdown["success_rate"] == 0.5 and newcomer.score > 0
-    assert agents.choose_agent(db, [CODE]).name == "newcomer"
+    assert route_task(db, [CODE]).waitable.name == "newcomer"
 
 
 def test_hard_filters_exclude_with_reasons(db):
@@ -80,7 +81,7 @@ def test_maintenance_and_unhealthy_agents_are_skipped(db):
     agents.set_maintenance(db, resting.id, True, "disk full")
     db.get(Agent, sick.id).status = AgentStatus.UNHEALTHY
     db.commit()
-    assert agents.choose_agent(db, [CODE]).name == "c-worker"
+    assert route_task(db, [CODE]).waitable.name == "c-worker"
     assert agents.missing_capabilities(db, [[CODE]]) == []
 
 
@@ -89,12 +90,12 @@ def test_busy_agents_are_chosen_only_as_a_queue_to_wait_on(db):
     two = add(db, "two", capacity=2)
     give_work(db, one)
     give_work(db, two, 1, status=TaskStatus.ASSIGNED)
-    assert agents.choose_agent(db, [CODE]).name == "two"
+    assert route_task(db, [CODE]).waitable.name == "two"
     give_work(db, two, 1)
     decision = routing.route(db, [CODE])
     assert decision.chosen is None and "at capacity" in decision.reason
-    assert agents.choose_agent(db, [CODE]).name == "one"  # least loaded: 1/1 == 2/2, then name
-    assert agents.choose_agent(db, [CODE], allow_busy=False) is None
+    assert route_task(db, [CODE]).waitable.name == "one"  # least loaded: 1/1 == 2/2, then name
+    assert route_task(db, [CODE]).chosen is None
 
 
 def test_failure_threshold_takes_an_agent_out_and_an_operator_brings_it_back(db):
@@ -109,7 +110,7 @@ def test_failure_threshold_takes_an_agent_out_and_an_operator_brings_it_back(db)
     db.commit()
     agent = db.get(Agent, flaky.id)
     assert (agent.status, agent.health_reason) == (AgentStatus.UNHEALTHY, "3 consecutive failures")
-    assert agents.choose_agent(db, [CODE]).name == "z-backup"
+    assert route_task(db, [CODE]).waitable.name == "z-backup"
     agents.record_heartbeat(db, flaky.id)  # alive, but the streak was not reset
     assert db.get(Agent, flaky.id).status is AgentStatus.UNHEALTHY
     agents.update_agent(db, flaky.id, status=AgentStatus.ACTIVE)
@@ -117,7 +118,7 @@ def test_failure_threshold_takes_an_agent_out_and_an_operator_brings_it_back(db)
     agent = db.get(Agent, flaky.id)
     assert (agent.status, agent.health_reason, agent.consecutive_failures) == (
         AgentStatus.ACTIVE, None, 0)  # fmt: skip
-    assert agents.choose_agent(db, [CODE]).name == "flaky"
+    assert route_task(db, [CODE]).waitable.name == "flaky"
 
 
 def test_default_threshold_is_five_and_configurable(db, app):
