@@ -25,12 +25,12 @@ SIZES = (100, 1_000, 10_000)
 ROUNDS = 7
 TARGET_10K_SECONDS = 2.0
 TARGET_GROWTH = 12.0
-CANVAS_MODULE = "app.services.canvas"
+CANVAS_MODULE = "app.engine.canvas"
 COMPILER_NAME = "compile_dispatch_plan"
 
 
 def load_compiler() -> tuple[Callable[[dict], object] | None, str]:
-    """`app.services.canvas.compile_dispatch_plan` and a status, or (None, why it is absent)."""
+    """`app.engine.canvas.compile_dispatch_plan` and a status, or (None, why it is absent)."""
     try:
         canvas = importlib.import_module(CANVAS_MODULE)
     except ModuleNotFoundError as missing:

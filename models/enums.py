@@ -135,12 +135,12 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
                         T.SKIPPED}),
     T.ASSIGNED: frozenset({T.IN_PROGRESS, T.READY, T.PENDING, T.PAUSED, T.CANCELLED}),
     T.IN_PROGRESS: frozenset({T.COMPLETED, T.FAILED, T.READY, T.PENDING, T.CANCELLED}),
-    T.BLOCKED: frozenset({T.READY, T.PENDING, T.CANCELLED, T.SKIPPED}),
+    T.BLOCKED: frozenset({T.READY, T.PENDING, T.PAUSED, T.CANCELLED, T.SKIPPED}),
     T.PAUSED: frozenset({T.PENDING, T.READY, T.CANCELLED}),
     T.FAILED: frozenset({T.PENDING}),
     T.CANCELLED: frozenset({T.PENDING}),
     T.SKIPPED: frozenset({T.PENDING}),
-    T.COMPLETED: frozenset(),
+    T.COMPLETED: frozenset({T.PENDING}),  # restoring a checkpoint taken before it completed
 }  # fmt: skip
 
 TASK_FINISHED = frozenset({T.COMPLETED, T.FAILED, T.CANCELLED, T.SKIPPED})

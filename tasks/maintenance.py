@@ -10,30 +10,21 @@ from datetime import timedelta
 import networkx as nx
 from celery import shared_task
 
-from app.drivers.opencode_client import OpenCodeClient, Timeouts
+from app.engine.slots import redis_client
+from app.engine.transactions import in_transaction
 from app.locks import FairSemaphore, find_wait_for_cycles, wait_for_graph
-from app.logging_config import redact_text
 from app.services import beat_jobs, maintenance
 from app.services.maintenance import HealthPolicy
 from models.base import utcnow
 
-from .sessions import in_transaction, redis_client
+from . import helpers
 
 logger = logging.getLogger(__name__)
 
-GUARD_SECONDS = 3600
-
-
-def _first_delivery(key: str) -> bool:
-    """True for the first delivery of a fanned-out task, False for a duplicate."""
-    return bool(redis_client().set(f"orch:maintenance:{key}", 1, nx=True, ex=GUARD_SECONDS))
-
 
 def fan_out(task, calls: list[tuple]) -> int:
-    """Enqueue `task` once per argument tuple; return how many were sent."""
-    for args in calls:
-        task.delay(*args)
-    return len(calls)
+    """Enqueue `task` once per argument tuple (tests replace it to run them inline)."""
+    return helpers.fan_out(task, calls)
 
 
 # -- agent health ---------------------------------------------------------------------------
@@ -47,37 +38,19 @@ def agent_health(heartbeat_timeout_s: float = 120, failures_before_unhealthy: in
     return {"agents": fan_out(check_agent, calls)}
 
 
-def probe(driver: str, endpoint: str | None, config: dict, timeout: float = 5.0) -> str | None:
-    """Why an OpenCode server is not healthy (GET /global/health), or None when it is."""
-    if not endpoint:
-        return "no endpoint configured"
-    client = OpenCodeClient(endpoint, username=config.get("username"),
-                            password=config.get("password"), retry_attempts=1,
-                            timeouts=Timeouts(connect=timeout, health=timeout))  # fmt: skip
-    try:
-        status = client.health()
-    except Exception as error:  # any failure to answer is the finding, not a crash
-        return redact_text(f"GET /global/health failed: {type(error).__name__}: {error}")[:500]
-    finally:
-        client.close()
-    if not isinstance(status, dict) or not status.get("healthy"):
-        return redact_text(f"server reports unhealthy: {status}")[:500]
-    return None
-
-
 @shared_task(name="maintenance.check_agent", ignore_result=True)
 def check_agent(
     agent_id: str, tick: str, heartbeat_timeout_s: float = 120, failures_before_unhealthy: int = 2
 ) -> str | None:
     """Probe one agent (outside any transaction), then record the finding under its row lock."""
-    if not _first_delivery(f"agent_health:{agent_id}:{tick}"):
+    if not helpers.first_delivery(f"agent_health:{agent_id}:{tick}"):
         return None
     target = in_transaction(maintenance.probe_target, agent_id)
     if target is None:
         return None
     driver, endpoint, config = target
     probed = driver == "opencode"
-    problem = probe(driver, endpoint, config) if probed else None
+    problem = maintenance.probe(driver, endpoint, config) if probed else None
     policy = HealthPolicy(timedelta(seconds=heartbeat_timeout_s), failures_before_unhealthy)
     status = in_transaction(maintenance.record_health, agent_id, problem, probed, policy)
     return status.value if status is not None else None

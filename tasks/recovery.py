@@ -7,38 +7,17 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from celery import shared_task
 from flask import current_app
 
-from app.services import beat_jobs, lifecycle, recovery
+from app.engine import lifecycle, recovery
+from app.engine.broker import broker_messages
+from app.engine.transactions import in_transaction
+from app.services import beat_jobs
 
-from .sessions import in_transaction, launch
+from .sessions import launch
 
 logger = logging.getLogger(__name__)
-
-BROKER_QUEUES = ("agents", "control")
-PRIORITY_STEPS = range(10)
-
-
-def broker_messages(broker_url: str) -> str:
-    """Every message the broker holds (queued or delivered but unacknowledged), as one text."""
-    client = redis.Redis.from_url(broker_url, socket_timeout=5)
-    try:
-        keys = [
-            queue if step == 0 else f"{queue}:{step}"
-            for queue in BROKER_QUEUES
-            for step in PRIORITY_STEPS
-        ]
-        pipe = client.pipeline()
-        for key in keys:
-            pipe.lrange(key, 0, -1)
-        pipe.hvals("unacked")
-        chunks = [item for result in pipe.execute() for item in result]
-    finally:
-        client.close()
-    return "\n".join(chunk.decode("utf-8", "replace") for chunk in chunks)
-
 
 @shared_task(name="recovery.watchdog", ignore_result=True)
 @beat_jobs.beat_job("recovery.watchdog")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.engine import lifecycle
 from app.extensions import db
 from app.schemas.common import ErrorResponseSchema
 from app.schemas.history import ActionResultSchema, CheckpointSchema, SessionTreeSchema
-from app.services import history, lifecycle
+from app.services import history
 
 from .sessions import enqueue_launch
 

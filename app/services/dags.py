@@ -1,11 +1,11 @@
-"""Pure DAG logic on networkx: validate a submitted DAG and find what can run.
+"""Pure DAG logic on networkx: validate a submitted DAG.
 
 Critical paths, levels and makespans of a DAG spec live in `app.planning.graph`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
@@ -72,35 +72,3 @@ def build_ordered_graph(
     cycle = nx.find_cycle(graph.subgraph(knot))
     path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
     raise DagError({"dag.tasks": [f"Dependency cycle: {path}."]})
-
-
-def ready_tasks(
-    graph: nx.DiGraph, finished: Mapping[str, str], candidates: Iterable[str] | None = None
-) -> list[str]:
-    """Keys of unfinished tasks whose dependencies allow them to start now.
-
-    `finished` maps a finished task key to its status. A required finish_to_start dependency
-    must be completed; an optional one only has to be finished in any way.
-    """
-    result = []
-    predecessors = graph.pred  # edge data without graph.edges, which would cache a cycle
-    for key in graph.nodes if candidates is None else candidates:
-        if key in finished:
-            continue
-        if all(_satisfied(edge, finished.get(pred)) for pred, edge in predecessors[key].items()):
-            result.append(key)
-    return result
-
-
-def _satisfied(edge: Mapping[str, Any], status: str | None) -> bool:
-    if status is None:
-        return False
-    return status == "completed" or not edge.get("required", True)
-
-
-def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) -> bool:
-    """True when a required predecessor ended without completing, so `key` can never run."""
-    return any(
-        edge.get("required", True) and finished.get(pred) not in (None, "completed")
-        for pred, edge in graph.pred[key].items()
-    )

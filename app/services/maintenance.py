@@ -16,6 +16,8 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
+from app.drivers.opencode_client import OpenCodeClient, Timeouts
+from app.logging_config import redact_text
 from app.workspaces import remove_worktrees
 from models import Agent, Checkpoint, Session, SessionEvent
 from models.base import utcnow
@@ -37,6 +39,24 @@ CLEANED_EVENT = "workspace.cleaned"
 class HealthPolicy:
     heartbeat_timeout: timedelta = timedelta(minutes=2)
     failures_before_unhealthy: int = 2
+
+
+def probe(driver: str, endpoint: str | None, config: dict, timeout: float = 5.0) -> str | None:
+    """Why an OpenCode server is not healthy (GET /global/health), or None when it is."""
+    if not endpoint:
+        return "no endpoint configured"
+    client = OpenCodeClient(endpoint, username=config.get("username"),
+                            password=config.get("password"), retry_attempts=1,
+                            timeouts=Timeouts(connect=timeout, health=timeout))  # fmt: skip
+    try:
+        status = client.health()
+    except Exception as error:  # any failure to answer is the finding, not a crash
+        return redact_text(f"GET /global/health failed: {type(error).__name__}: {error}")[:500]
+    finally:
+        client.close()
+    if not isinstance(status, dict) or not status.get("healthy"):
+        return redact_text(f"server reports unhealthy: {status}")[:500]
+    return None
 
 
 def agents_due_for_health_check(db: DbSession) -> list[str]:

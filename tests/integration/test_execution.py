@@ -6,8 +6,12 @@ import pytest
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverResult
+from app.engine import attempts
+from app.engine.claim import claim
+from app.engine.launch import launch
+from app.engine.outcome import record_outcome
 from app.extensions import db as database
-from app.services import agents, claims, execution, outcomes, sessions
+from app.services import agents, sessions
 from models import Checkpoint, Session, SessionEvent, SessionTask
 from models.enums import AgentCapability, SessionStatus, TaskStatus
 
@@ -54,16 +58,16 @@ def keys_of(db, session, runs):
 
 
 def claim_and_start(db, session_id, task_id, epoch, token=1):
-    job = claims.claim(db, session_id, task_id, epoch)
+    job = claim(db, session_id, task_id, epoch)
     assert job is not None
-    assert execution.start_attempt(db, job, token)
+    assert attempts.start_attempt(db, job, token)
     db.commit()
     return job
 
 
 def run_one(db, session_id, task_id, epoch, outcome=OK, token=1):
     job = claim_and_start(db, session_id, task_id, epoch, token)
-    dispatch = outcomes.record_outcome(db, job, epoch, outcome, 0.01, token)
+    dispatch = record_outcome(db, job, epoch, outcome, 0.01, token)
     db.commit()
     return dispatch
 
@@ -78,7 +82,7 @@ def test_launch_dispatches_roots_as_chains_and_bumps_the_epoch(db):
             ("j", ["b", "c"], [], False),
         ],
     )
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     assert dispatch.epoch == 1
     assert sorted(keys_of(db, session, dispatch.runs)) == [["a", "b"], ["c"]]
@@ -88,16 +92,16 @@ def test_launch_dispatches_roots_as_chains_and_bumps_the_epoch(db):
 
 def test_a_task_runs_once_per_epoch_and_stale_messages_are_no_ops(db):
     session = make_session(db, [("a", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
     job = claim_and_start(db, session.id, task_id, dispatch.epoch)
     assert job.attempt == 1
-    assert claims.claim(db, session.id, task_id, dispatch.epoch) is None
-    assert claims.claim(db, session.id, task_id, dispatch.epoch - 1) is None
-    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1) is not None
+    assert claim(db, session.id, task_id, dispatch.epoch) is None
+    assert claim(db, session.id, task_id, dispatch.epoch - 1) is None
+    assert record_outcome(db, job, dispatch.epoch, OK, 0.1, 1) is not None
     db.commit()
-    stale = outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 1)
+    stale = record_outcome(db, job, dispatch.epoch, OK, 0.1, 1)
     db.commit()
     assert stale is None
     task = db.get(SessionTask, task_id)
@@ -113,7 +117,7 @@ def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, 
     session = make_session(
         db, [("a", [], [], False), ("b", [], [], False), ("j", ["a", "b"], [], False)]
     )
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     jobs = {}
@@ -128,7 +132,7 @@ def test_join_is_dispatched_exactly_once_when_predecessors_finish_together(app, 
         try:
             with DbSession(bind=database.engine) as own:
                 barrier.wait()
-                results[key] = outcomes.record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1, 1)
+                results[key] = record_outcome(own, jobs[key], dispatch.epoch, OK, 0.1, 1)
                 own.commit()
         except Exception as error:  # a deadlock or any error must fail the test, not a warning
             errors.append(error)
@@ -147,7 +151,7 @@ def test_failure_skips_dependents_and_fails_the_session(db):
     session = make_session(
         db, [("a", [], [], False), ("b", ["a"], [], False), ("c", [], [], False)]
     )
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     run_one(db, session.id, ids["a"], dispatch.epoch, DriverResult(succeeded=False, error="boom"))
@@ -164,7 +168,7 @@ def test_optional_failure_gives_partially_completed(db):
     session = make_session(
         db, [("a", [], [], True), ("b", [{"key": "a", "required": False}], [], False)]
     )
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     follow = run_one(
@@ -178,7 +182,7 @@ def test_optional_failure_gives_partially_completed(db):
 
 def test_retryable_failure_is_retried_until_attempts_run_out(db):
     session = make_session(db, [("a", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
     flaky = DriverResult(succeeded=False, error="timed out", retryable=True)
@@ -193,14 +197,14 @@ def test_retryable_failure_is_retried_until_attempts_run_out(db):
 
 def test_claim_without_a_capable_agent_blocks_the_task_with_the_reason(db):
     session = make_session(db, [("a", [], ["code_generation"], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.query(SessionTask).filter_by(session_id=session.id).one()
     from models import Agent
 
     db.query(Agent).update({"maintenance": True})
     db.commit()
     (task_id,) = dispatch.runs[0]
-    assert claims.claim(db, session.id, task_id, dispatch.epoch) is None
+    assert claim(db, session.id, task_id, dispatch.epoch) is None
     db.commit()
     task = db.get(SessionTask, task_id)
     db.refresh(task)
@@ -212,14 +216,14 @@ def test_launch_of_a_finished_session_does_nothing(db):
     session = make_session(db, [("a", [], [], False)])
     db.get(Session, session.id).status = SessionStatus.CANCELLED
     db.commit()
-    assert execution.launch(db, session.id) is None
+    assert launch(db, session.id) is None
 
 
 def test_launch_of_an_unknown_session_is_not_found(db):
     from app.services.errors import NotFound
 
     with pytest.raises(NotFound):
-        execution.launch(db, "missing")
+        launch(db, "missing")
 
 
 def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(db):
@@ -232,7 +236,7 @@ def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(d
             ("j", ["x", "y"], [], False),
         ],
     )
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     assert sorted(keys_of(db, session, dispatch.runs)) == [["x0", "x"], ["y"]]
@@ -240,17 +244,17 @@ def test_a_join_is_not_chained_behind_one_predecessor_while_another_still_runs(d
     run_one(db, session.id, ids["x0"], dispatch.epoch)
     follow = run_one(db, session.id, ids["x"], dispatch.epoch)
     assert follow.runs == []  # y still runs: j waits
-    last = outcomes.record_outcome(db, y_job, dispatch.epoch, OK, 0.1, 1)
+    last = record_outcome(db, y_job, dispatch.epoch, OK, 0.1, 1)
     db.commit()
     assert keys_of(db, session, last.runs) == [["j"]]
 
 
 def test_a_task_claimed_before_its_predecessor_finished_goes_back_to_waiting(db):
     session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
-    assert claims.claim(db, session.id, ids["b"], dispatch.epoch) is None
+    assert claim(db, session.id, ids["b"], dispatch.epoch) is None
     db.commit()
     task = db.get(SessionTask, ids["b"])
     db.refresh(task)
@@ -261,42 +265,42 @@ def test_a_task_claimed_before_its_predecessor_finished_goes_back_to_waiting(db)
 
 def test_a_stale_lease_holders_write_is_rejected_by_the_fencing_token(db):
     session = make_session(db, [("a", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
-    job = claims.claim(db, session.id, task_id, dispatch.epoch)
-    assert execution.start_attempt(db, job, fence_token=41)
+    job = claim(db, session.id, task_id, dispatch.epoch)
+    assert attempts.start_attempt(db, job, fence_token=41)
     db.commit()
     # A newer holder of the agent's lease (token 42) wrote first: token 41 is stale now.
     db.query(SessionTask).filter_by(id=task_id).update({"fence_token": 42})
     db.commit()
-    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 41) is None
+    assert record_outcome(db, job, dispatch.epoch, OK, 0.1, 41) is None
     db.commit()
     task = db.get(SessionTask, task_id)
     db.refresh(task)
     assert task.status is TaskStatus.IN_PROGRESS
     rejected = db.query(SessionEvent).filter_by(type="task.outcome_rejected").count()
     assert rejected == 1
-    assert not execution.start_attempt(db, job, fence_token=40)
+    assert not attempts.start_attempt(db, job, fence_token=40)
 
 
 def test_a_successor_receives_its_predecessors_output_as_context(db):
     session = make_session(db, [("a", [], [], False), ("b", ["a"], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     done = DriverResult(succeeded=True, summary="wrote api.py", files_changed=["api.py"])
     job = claim_and_start(db, session.id, ids["a"], dispatch.epoch)
-    outcomes.record_outcome(db, job, dispatch.epoch, done, 0.1, 1)
+    record_outcome(db, job, dispatch.epoch, done, 0.1, 1)
     db.commit()
-    successor = claims.claim(db, session.id, ids["b"], dispatch.epoch)
+    successor = claim(db, session.id, ids["b"], dispatch.epoch)
     assert successor.context["predecessors"]["a"]["summary"] == "wrote api.py"
     assert "wrote api.py" in successor.prompt
 
 
 def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
     session = make_session(db, [("a", [], [], False), ("b", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     ids = task_ids(db, session)
     offered = []
@@ -305,7 +309,7 @@ def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
         offered.append((agent.name, workdir))
         return 7
 
-    job = claims.claim(db, session.id, ids["a"], dispatch.epoch, "w1", free_slot)
+    job = claim(db, session.id, ids["a"], dispatch.epoch, "w1", free_slot)
     db.commit()
     assert offered == [("runner", session.workdir or "")]
     assert job.started_token == 7
@@ -314,10 +318,10 @@ def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
     assert (task.status, task.fence_token, task.executions) == (TaskStatus.IN_PROGRESS, 7, 1)
     types = [e.type for e in db.query(SessionEvent).filter_by(task_id=ids["a"])]
     assert types == ["task.assigned", "task.started"]
-    assert outcomes.record_outcome(db, job, dispatch.epoch, OK, 0.1, 7) is not None
+    assert record_outcome(db, job, dispatch.epoch, OK, 0.1, 7) is not None
     db.commit()
     # A busy agent (no free slot): the task is only assigned and waits for a slot.
-    waiting = claims.claim(db, session.id, ids["b"], dispatch.epoch, "w1", lambda *_: None)
+    waiting = claim(db, session.id, ids["b"], dispatch.epoch, "w1", lambda *_: None)
     db.commit()
     assert waiting.started_token is None
     db.refresh(task := db.get(SessionTask, ids["b"]))
@@ -326,22 +330,22 @@ def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
 
 def test_a_slot_token_older_than_the_tasks_fence_only_assigns(db):
     session = make_session(db, [("a", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.query(SessionTask).filter_by(session_id=session.id).update({"fence_token": 50})
     db.commit()
     (task_id,) = dispatch.runs[0]
-    job = claims.claim(db, session.id, task_id, dispatch.epoch, "w1", lambda *_: 3)
+    job = claim(db, session.id, task_id, dispatch.epoch, "w1", lambda *_: 3)
     db.commit()
     assert job is not None and job.started_token is None
-    assert not execution.start_attempt(db, job, 3)
+    assert not attempts.start_attempt(db, job, 3)
 
 
 def test_a_stale_message_with_a_free_slot_claims_nothing(db):
     session = make_session(db, [("a", [], [], False)])
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
-    assert claims.claim(db, session.id, task_id, dispatch.epoch - 1, "w1", lambda *_: 5) is None
+    assert claim(db, session.id, task_id, dispatch.epoch - 1, "w1", lambda *_: 5) is None
     db.commit()
     task = db.get(SessionTask, task_id)
     db.refresh(task)

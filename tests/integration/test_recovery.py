@@ -3,7 +3,10 @@
 from datetime import timedelta
 
 from app.drivers.base import DriverResult
-from app.services import claims, execution, lifecycle, outcomes, recovery
+from app.engine import attempts, lifecycle, recovery
+from app.engine.claim import claim
+from app.engine.launch import launch
+from app.engine.outcome import record_outcome
 from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SessionStatus, TaskStatus
@@ -15,7 +18,7 @@ EVERYTHING_IN_BROKER = lambda _id: True  # noqa: E731
 
 def started(db, tasks=(("a", [], [], False), ("b", ["a"], [], False))):
     session = make_session(db, list(tasks))
-    dispatch = execution.launch(db, session.id)
+    dispatch = launch(db, session.id)
     db.commit()
     return session, dispatch
 
@@ -42,8 +45,8 @@ def test_watchdog_finds_sessions_past_their_deadline_and_times_them_out(db):
 def test_a_task_whose_lease_expired_is_lost_work(db):
     session, dispatch = started(db)
     ids = task_ids(db, session)
-    job = claims.claim(db, session.id, ids["a"], dispatch.epoch)
-    execution.start_attempt(db, job, 1)
+    job = claim(db, session.id, ids["a"], dispatch.epoch)
+    attempts.start_attempt(db, job, 1)
     db.commit()
     assert recovery.find_lost_work(db, 30, 30, EVERYTHING_IN_BROKER) == {}
     age(db, SessionTask, job.task_id, heartbeat_at=60)
@@ -53,10 +56,10 @@ def test_a_task_whose_lease_expired_is_lost_work(db):
     db.commit()
     db.refresh(session)
     assert session.status is SessionStatus.QUEUED
-    relaunched = execution.launch(db, session.id)
+    relaunched = launch(db, session.id)
     db.commit()
     assert relaunched.runs == [[ids["a"], ids["b"]]]
-    late = outcomes.record_outcome(db, job, dispatch.epoch, DriverResult(True), 1, 1)
+    late = record_outcome(db, job, dispatch.epoch, DriverResult(True), 1, 1)
     assert late is None
 
 

@@ -3,7 +3,8 @@
 from celery import Celery
 from celery.canvas import _chain, group
 
-from app.services import canvas, dags
+from app.engine import canvas
+from app.services import dags
 
 celery = Celery("canvas-test", set_as_current=False)
 

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 import networkx as nx
 import pytest
 
+from app.engine import canvas, dispatch
 from app.planning import analyze, topological_generations, topological_levels
-from app.services import canvas, dags
+from app.services import dags
 
 TASKS = [
     {"key": "a"},
@@ -63,8 +64,8 @@ def test_analyzed_graph_is_freed_when_dropped():
 def test_validated_graph_is_freed_after_dispatch_queries():
     def make_and_use():
         graph = dags.build_graph(TASKS)
-        assert dags.ready_tasks(graph, {"a": "completed"}) == ["b", "c"]
-        assert not dags.blocked_forever(graph, {"c": "failed"}, "d")
+        assert dispatch.ready_tasks(graph, {"a": "completed"}) == ["b", "c"]
+        assert not dispatch.blocked_forever(graph, {"c": "failed"}, "d")
         assert canvas.plan_runs(graph) == [["a"], ["b"], ["c"], ["d", "e"]]
         assert canvas.dispatch_runs(graph, ["a"]) == [["a"]]
         return graph

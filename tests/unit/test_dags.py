@@ -2,6 +2,7 @@
 
 import pytest
 
+from app.engine import dispatch
 from app.services import dags
 
 
@@ -47,9 +48,9 @@ def test_ready_tasks_wait_for_required_completion_only():
     graph = dags.build_graph(
         spec(("a", []), ("b", []), ("c", ["a", {"key": "b", "required": False}]), ("d", ["c"]))
     )
-    assert sorted(dags.ready_tasks(graph, {})) == ["a", "b"]
-    assert dags.ready_tasks(graph, {"a": "completed"}) == ["b"]
-    assert dags.ready_tasks(graph, {"a": "completed", "b": "failed"}) == ["c"]
-    assert dags.ready_tasks(graph, {"a": "failed", "b": "completed"}) == []
-    assert dags.blocked_forever(graph, {"a": "failed"}, "c")
-    assert not dags.blocked_forever(graph, {"b": "failed"}, "c")
+    assert sorted(dispatch.ready_tasks(graph, {})) == ["a", "b"]
+    assert dispatch.ready_tasks(graph, {"a": "completed"}) == ["b"]
+    assert dispatch.ready_tasks(graph, {"a": "completed", "b": "failed"}) == ["c"]
+    assert dispatch.ready_tasks(graph, {"a": "failed", "b": "completed"}) == []
+    assert dispatch.blocked_forever(graph, {"a": "failed"}, "c")
+    assert not dispatch.blocked_forever(graph, {"b": "failed"}, "c")

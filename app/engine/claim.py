@@ -18,14 +18,16 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import AgentSpec, DriverJob
+from app.services import task_context
+from app.services.events import record_event
+from app.services.routing import route_task
 from app.workspaces import branch_name
 from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, TaskStatus
 
-from . import scheduling, task_context
-from .events import record_event
-from .routing import route_task
+from .graph_cache import session_graph
+from .locking import lock_session
 
 logger = logging.getLogger(__name__)
 
@@ -96,22 +98,21 @@ _BLOCK = (
     .values(status=TaskStatus.BLOCKED, error=bindparam("p_error"))
     .returning(_tasks.c.id)
 )
+_STALE_READY = (
+    _tasks.c.id == bindparam("p_task_id"),
+    _tasks.c.status == TaskStatus.READY,
+    _tasks.c.epoch == bindparam("p_epoch"),
+    _UNSATISFIED,
+)
+_LOCK_STALE_READY = select(_tasks.c.id).where(*_STALE_READY).with_for_update(key_share=True)
 _RETURN_TO_PENDING = (
-    update(_tasks)
-    .where(
-        _tasks.c.id == bindparam("p_task_id"),
-        _tasks.c.status == TaskStatus.READY,
-        _tasks.c.epoch == bindparam("p_epoch"),
-        _UNSATISFIED,
-    )
-    .values(status=TaskStatus.PENDING)
-    .returning(_tasks.c.id)
+    update(_tasks).where(*_STALE_READY).values(status=TaskStatus.PENDING).returning(_tasks.c.id)
 )
 
 
 # Given the chosen agent (a row) and the session's workdir, take one of the agent's slots
 # without waiting and return its fencing token, or None to claim without starting.
-SlotTaker = Callable[[Any, str], "int | None"]
+TakeSlot = Callable[[Any, str], "int | None"]
 
 
 def claim(
@@ -120,7 +121,7 @@ def claim(
     task_id: str,
     epoch: int,
     worker: str = "",
-    take_slot: SlotTaker | None = None,
+    take_slot: TakeSlot | None = None,
 ) -> DriverJob | None:
     """Claim a ready task for this epoch, route it to an agent and return the driver job.
 
@@ -129,7 +130,7 @@ def claim(
     waits for a slot. Returns None when the message is stale or duplicated, or when no agent
     can take the task (the task is then `blocked` with the reason).
     """
-    graph = scheduling.session_graph(db, session_id)
+    graph = session_graph(db, session_id)
     if task_id not in graph:
         logger.info("claim of unknown task session_id=%s task_id=%s", session_id, task_id)
         return None
@@ -189,10 +190,12 @@ def _not_claimed(db: DbSession, session_id: str, task_id: str, epoch: int) -> No
     predecessors finished waits in `pending` again, so that the completion of its last
     predecessor dispatches it (under the session lock)."""
     logger.info("claim skipped session_id=%s task_id=%s epoch=%s", session_id, task_id, epoch)
-    session = db.get(Session, session_id, with_for_update={"key_share": True})
-    if session is None or session.epoch != epoch:
+    params = {"p_task_id": task_id, "p_epoch": epoch}
+    if db.execute(_LOCK_STALE_READY, params).first() is None:  # the task first, then its session
         return None
-    if db.execute(_RETURN_TO_PENDING, {"p_task_id": task_id, "p_epoch": epoch}).first():
+    if lock_session(db, session_id).epoch != epoch:
+        return None
+    if db.execute(_RETURN_TO_PENDING, params).first():
         record_event(db, session_id, "task.waiting", task_id=task_id)
     return None
 

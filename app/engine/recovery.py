@@ -15,12 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
+from app.services.errors import NotFound
+from app.services.events import record_event
 from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from . import scheduling
-from .events import record_event
+from .dispatch import ready_tasks
+from .graph_cache import session_graph
+from .locking import lock_session
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
     busy = [t for t in tasks if t.status in (T.ASSIGNED, T.IN_PROGRESS)]
     if any(t.heartbeat_at is None or t.heartbeat_at < lease_cutoff for t in busy):
         return "a worker stopped renewing the lease of a running task"
-    graph = scheduling.session_graph(db, session.id)
+    graph = session_graph(db, session.id)
     heads = [
         t for t in tasks
         if t.status is T.READY
@@ -90,7 +93,7 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
     if not busy and not any(t.status is T.READY for t in tasks):
         finished = {tid: s.value for tid, s in statuses.items() if s in TASK_FINISHED}
         pending = [tid for tid, s in statuses.items() if s is T.PENDING]
-        if scheduling.dags.ready_tasks(graph, finished, pending) and session.updated_at < (
+        if ready_tasks(graph, finished, pending) and session.updated_at < (
             grace_cutoff
         ):
             return "runnable tasks were never dispatched"
@@ -99,10 +102,9 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
 
 def requeue_lost(db: DbSession, session_id: str, reason: str) -> bool:
     """Mark a session whose work was lost `orphaned`, then `queued`; True if a launch is due."""
-    session = db.get(
-        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
-    )
-    if session is None:
+    try:
+        session = lock_session(db, session_id, load=True)
+    except NotFound:
         return False
     if session.status in (S.RUNNING, S.DEGRADED):
         session.transition_to(S.ORPHANED)

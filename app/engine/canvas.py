@@ -90,7 +90,7 @@ def compile_dispatch_plan(spec: dict, session_id: str = "preview", epoch: int = 
     """
     from celery import signature
 
-    from .dags import build_ordered_graph
+    from app.services.dags import build_ordered_graph
 
     graph, generations = build_ordered_graph(spec["tasks"])
     runs = plan_runs(graph, generations)

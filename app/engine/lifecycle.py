@@ -1,26 +1,27 @@
 """Session lifecycle actions: start, pause, resume, cancel, stop, retry, restore a checkpoint.
 
-Every action locks the session row, checks the transition table, changes task states and bumps
-the epoch when in-flight work must be fenced off. Actions that (re)start work return True; the
+Every action locks the session's tasks and then its row (`locking`), checks the transition
+table, changes task states (`transitions`) and bumps the epoch when in-flight work must be
+fenced off. Actions that (re)start work return True; the
 caller enqueues `sessions.launch` after commit. Running drivers notice through their lease
 heartbeat that their task is no longer theirs, and stop.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from app.services.errors import NotFound, ValidationFailed
+from app.services.events import record_event
 from models import Checkpoint, InvalidTransition, Session, SessionTask
 from models.base import utcnow
-from models.enums import SESSION_TRANSITIONS, TASK_FINISHED, SessionStatus, TaskStatus
+from models.enums import SESSION_TRANSITIONS, SessionStatus, TaskStatus
 
-from .errors import NotFound, ValidationFailed
-from .events import record_event
+from . import transitions
+from .locking import lock_session
 
 S, T = SessionStatus, TaskStatus
-UNFINISHED = [status for status in T if status not in TASK_FINISHED]
-RERUNNABLE = [T.FAILED, T.CANCELLED, T.SKIPPED]
 
 # action -> (allowed from, target status, whether work (re)starts)
 ACTIONS: dict[str, tuple[frozenset[SessionStatus], SessionStatus, bool]] = {
@@ -40,12 +41,9 @@ def allowed_actions(status: SessionStatus) -> list[str]:
 
 
 def _lock(db: DbSession, session_id: str) -> Session:
-    session = db.get(
-        Session, session_id, with_for_update={"key_share": True}, populate_existing=True
-    )
-    if session is None:
+    if db.get(Session, session_id) is None:  # before the graph cache reads its tasks
         raise NotFound(f"Session {session_id} not found.")
-    return session
+    return lock_session(db, session_id, all_tasks=True, load=True)
 
 
 def _refuse(session: Session, action: str) -> InvalidTransition:
@@ -56,14 +54,8 @@ def _refuse(session: Session, action: str) -> InvalidTransition:
     return error
 
 
-def _set_tasks(db: DbSession, session_id: str, sources, target: TaskStatus, **values) -> int:
-    result = db.execute(
-        update(SessionTask)
-        .where(SessionTask.session_id == session_id, SessionTask.status.in_(list(sources)))
-        .values(status=target, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount
+def _set_tasks(db: DbSession, session_id: str, change: transitions.BulkChange, **values) -> int:
+    return len(change.apply(db, SessionTask.session_id == session_id, **values))
 
 
 def apply_action(db: DbSession, session_id: str, action: str) -> tuple[Session, bool]:
@@ -78,10 +70,10 @@ def apply_action(db: DbSession, session_id: str, action: str) -> tuple[Session, 
         _halt(db, session, target)
     elif action == "pause":
         session.transition_to(target)
-        _set_tasks(db, session.id, [T.PENDING, T.READY, T.BLOCKED], T.PAUSED)
+        _set_tasks(db, session.id, transitions.PAUSE)
     elif action == "resume":
         session.transition_to(target)
-        _set_tasks(db, session.id, [T.PAUSED], T.PENDING)
+        _set_tasks(db, session.id, transitions.RESUME)
     elif action == "retry":
         _reset_for_retry(db, session)
         session.transition_to(S.PENDING)
@@ -96,9 +88,9 @@ def _halt(db: DbSession, session: Session, target: SessionStatus) -> None:
     """Cancel ends every unfinished task; stop and timeout put them back to pending."""
     session.epoch += 1
     if target is S.CANCELLED:
-        _set_tasks(db, session.id, UNFINISHED, T.CANCELLED, finished_at=utcnow())
+        _set_tasks(db, session.id, transitions.CANCEL, finished_at=utcnow())
     else:
-        _set_tasks(db, session.id, UNFINISHED, T.PENDING)
+        _set_tasks(db, session.id, transitions.HALT)
     session.transition_to(target)
 
 
@@ -118,8 +110,7 @@ def time_out(db: DbSession, session_id: str) -> bool:
 
 def _reset_for_retry(db: DbSession, session: Session) -> None:
     """Failed, cancelled and skipped tasks run again with fresh attempts; completed ones never."""
-    _set_tasks(db, session.id, RERUNNABLE + UNFINISHED, T.PENDING, attempt=0, error=None,
-               finished_at=None)  # fmt: skip
+    _set_tasks(db, session.id, transitions.RETRY, attempt=0, error=None, finished_at=None)
     session.error = None
     session.finished_at = None
 
@@ -152,12 +143,12 @@ def restore_checkpoint(db: DbSession, session_id: str, checkpoint_id: int) -> Se
     if not kept and checkpoint.kind != "task":
         raise ValidationFailed("That checkpoint records no completed task to restore to.")
     session.epoch += 1
-    db.execute(
-        update(SessionTask)
-        .where(SessionTask.session_id == session_id, SessionTask.id.not_in(kept or [""]))
-        .values(status=T.PENDING, attempt=0, result=None, error=None, finished_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    transitions.RESTORE.apply(
+        db,
+        SessionTask.session_id == session_id,
+        SessionTask.id.not_in(kept or [""]),
+        attempt=0, result=None, error=None, finished_at=None,
+    )  # fmt: skip
     if session.status is not S.PAUSED:
         session.transition_to(S.PENDING)
     session.transition_to(S.QUEUED)

@@ -12,14 +12,15 @@ from sqlalchemy import bindparam, func, insert, literal, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverJob, DriverResult
+from app.metrics import observe_fencing_rejection
+from app.services import performance, task_context
+from app.services.events import record_event
 from models import Agent, Checkpoint, SessionTask
 from models.base import utcnow
-from models.enums import SESSION_ACTIVE, SessionStatus, TaskStatus
+from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from . import performance, scheduling, task_context
-from .events import record_event
-from .execution import _fenced, _lock_session, fenced_attempt
-from .scheduling import Dispatch
+from .dispatch import Dispatch, dispatch_ready
+from .locking import LockedSession, fenced, lock_session
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ RETRY_MAX_SECONDS = 60.0
 _tasks = SessionTask.__table__
 _RECORD = (
     update(_tasks)
-    .where(*fenced_attempt(TaskStatus.IN_PROGRESS))
+    .where(*fenced(TaskStatus.IN_PROGRESS))
     .values(
         status=bindparam("p_status", type_=_tasks.c.status.type),
         finished_at=bindparam("p_now"),
@@ -57,8 +58,9 @@ def record_outcome(
 ) -> Dispatch | None:
     """Persist a task's outcome if this attempt still owns the task, then dispatch what follows.
 
-    The session row lock is taken last, so that concurrent completions of one session queue
-    only for the checkpoint sequence and the dispatch of successors.
+    Locks in the engine's order (`locking`): the task (its fenced UPDATE), then the session,
+    so that concurrent completions of one session queue only for the checkpoint sequence and
+    the dispatch of successors, then the agent, held only until the commit.
     """
     if not outcome.succeeded and outcome.retryable:
         return _schedule_retry(db, job, epoch, outcome, fence_token)
@@ -76,21 +78,43 @@ def record_outcome(
     record_event(db, job.session_id, f"task.{status.value}", task_id=job.task_id,
                  agent_id=job.agent.id, key=owned.key, duration_s=round(duration, 3),
                  error=outcome.error)  # fmt: skip
-    session = scheduling.lock_session(db, job.session_id)
+    session = lock_session(db, job.session_id)
     _checkpoint(db, session.id, job, owned.key, status, outcome, duration)
+    if outcome.succeeded and session.status is SessionStatus.DEGRADED:
+        session = _recover_if_no_retry_left(db, session, job)
     dispatch = (
-        scheduling.dispatch_ready(db, session, job.task_id)
-        if session.status in SESSION_ACTIVE
-        else None
+        dispatch_ready(db, session, job.task_id) if session.status in SESSION_ACTIVE else None
     )
     if job.agent.id:  # last, so the agent's row lock is held only until the commit
         record_agent_outcome(db, job.agent.id, outcome, duration)
     return dispatch
 
 
-def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
-    from app.metrics import observe_fencing_rejection
+_RETRYING = (
+    select(_tasks.c.id)
+    .where(
+        _tasks.c.session_id == bindparam("p_session_id"),
+        _tasks.c.id != bindparam("p_task_id"),
+        _tasks.c.status.not_in(TASK_FINISHED),
+        (_tasks.c.attempt > 1) | _tasks.c.error.is_not(None),
+    )
+    .limit(1)
+)
 
+
+def _recover_if_no_retry_left(db: DbSession, locked: LockedSession, job: DriverJob):
+    """A degraded session runs normally again once no other task of it is being retried."""
+    params = {"p_session_id": locked.id, "p_task_id": job.task_id}
+    if db.execute(_RETRYING, params).first() is not None:
+        return locked
+    lock_session(db, locked.id, load=True).transition_to(SessionStatus.RUNNING)
+    record_event(db, locked.id, "session.recovered", task_id=job.task_id,
+                 reason="its retried task succeeded")  # fmt: skip
+    db.flush()  # before dispatch may re-read the session
+    return replace(locked, status=SessionStatus.RUNNING)
+
+
+def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
     observe_fencing_rejection("stale_attempt_or_token")
     record_event(db, job.session_id, "task.outcome_rejected", task_id=job.task_id,
                  attempt=job.attempt, epoch=epoch)  # fmt: skip
@@ -102,8 +126,9 @@ def _schedule_retry(
     """Put a retryable failure back to `ready` with a backoff, or fail it when out of attempts."""
     task = db.scalar(
         select(SessionTask)
-        .where(*_fenced(job), SessionTask.fence_token <= fence_token)
-        .with_for_update(key_share=True)
+        .where(*fenced(TaskStatus.IN_PROGRESS))
+        .with_for_update(key_share=True),
+        {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_token": fence_token},
     )
     if task is None:
         _reject_outcome(db, job, epoch)
@@ -118,12 +143,12 @@ def _schedule_retry(
     task.queued_at = utcnow() + timedelta(seconds=delay)
     record_event(db, job.session_id, "task.retry_scheduled", task_id=task.id, key=task.key,
                  attempt=task.attempt, delay_s=round(delay, 2), error=outcome.error)  # fmt: skip
-    if job.agent.id:
-        record_agent_outcome(db, job.agent.id, outcome, 0.0)
-    session = _lock_session(db, job.session_id)
+    session = lock_session(db, job.session_id, load=True)
     if session.status is SessionStatus.RUNNING:
         session.transition_to(SessionStatus.DEGRADED)
         record_event(db, session.id, "session.degraded", reason="a task is being retried")
+    if job.agent.id:  # last, as in every outcome: task, session, agent
+        record_agent_outcome(db, job.agent.id, outcome, 0.0)
     return Dispatch(session.id, epoch, session.priority, retry_in=delay)
 
 

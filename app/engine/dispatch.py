@@ -1,25 +1,26 @@
-"""Scheduling: decide from task statuses what can run next, what can never run, and when a
-session is over. The DAG's structure never changes after submission, so each process caches
-it; statuses are read fresh, with light queries, under the caller's session lock."""
+"""Dispatch: decide from task statuses what can run next, what can never run, and when a
+session is over. Runs under the caller's session lock; statuses are read fresh with light
+queries, the DAG's structure comes from the per-process `graph_cache`."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session as DbSession
 
-from models import Session, SessionTask, TaskDependency
+from app.services.events import record_event
+from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from . import canvas, dags
-from .events import record_event
-
-GRAPH_CACHE_SIZE = 256
-_graphs: OrderedDict[str, nx.DiGraph] = OrderedDict()
+from . import canvas
+from .graph_cache import session_graph
+from .locking import LockedSession
+from .transitions import MARK_READY, SKIP
 
 
 @dataclass
@@ -33,68 +34,8 @@ class Dispatch:
     retry_in: float | None = None
 
 
-def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
-    """The session's DAG over task ids (edge u -> v: v depends on u), cached per process.
-
-    Nodes carry the tasks' immutable facts: key, action, has_command and capabilities; the
-    graph carries the session's workdir and its integration steps."""
-    graph = _graphs.get(session_id)
-    if graph is not None:
-        _graphs.move_to_end(session_id)
-        return graph
-    graph = nx.DiGraph()
-    nodes = db.execute(
-        select(SessionTask.id, SessionTask.key, SessionTask.action,
-               SessionTask.command.is_not(None), SessionTask.required_capabilities)
-        .where(SessionTask.session_id == session_id)
-    ).all()  # fmt: skip
-    graph.add_nodes_from(
-        (tid, {"key": key, "action": action, "has_command": has_command,
-               "capabilities": tuple(capabilities or ())})
-        for tid, key, action, has_command, capabilities in nodes
-    )  # fmt: skip
-    graph.graph["workdir"] = (
-        db.scalar(select(Session.workdir).where(Session.id == session_id)) or ""
-    )
-    graph.graph["integrations"] = frozenset(
-        tid for tid, _, action, *_ in nodes if action == "integrate"
-    )
-    edges = db.execute(
-        select(TaskDependency.depends_on_id, TaskDependency.task_id, TaskDependency.required)
-        .where(TaskDependency.session_id == session_id)
-    )  # fmt: skip
-    graph.add_edges_from((pred, task, {"required": required}) for pred, task, required in edges)
-    _graphs[session_id] = graph
-    while len(_graphs) > GRAPH_CACHE_SIZE:
-        _graphs.popitem(last=False)
-    return graph
-
-
 _tasks = SessionTask.__table__
 _STATUSES = select(_tasks.c.id, _tasks.c.status).where(_tasks.c.session_id == bindparam("p_id"))
-_LOCK = (
-    select(Session.__table__.c.id, Session.__table__.c.epoch, Session.__table__.c.priority,
-           Session.__table__.c.status)
-    .where(Session.__table__.c.id == bindparam("p_id"))
-    .with_for_update(key_share=True)
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LockedSession:
-    """What dispatching needs of a session whose row this transaction has locked."""
-
-    id: str
-    epoch: int
-    priority: int
-    status: SessionStatus
-
-
-def lock_session(db: DbSession, session_id: str) -> LockedSession | None:
-    """Lock the session row (FOR NO KEY UPDATE: completions of one session serialise here,
-    while inserts that reference the session are not blocked) and read what dispatch needs."""
-    row = db.execute(_LOCK, {"p_id": session_id}).first()
-    return LockedSession(*row) if row is not None else None
 
 
 def task_statuses(db: DbSession, session_id: str) -> dict[str, TaskStatus]:
@@ -102,9 +43,36 @@ def task_statuses(db: DbSession, session_id: str) -> dict[str, TaskStatus]:
     return {task_id: status for task_id, status in db.execute(_STATUSES, {"p_id": session_id})}
 
 
-def _set_status(db: DbSession, task_ids: list[str], status: TaskStatus, **values) -> None:
-    if task_ids:
-        db.execute(update(_tasks).where(_tasks.c.id.in_(task_ids)).values(status=status, **values))
+def ready_tasks(
+    graph: nx.DiGraph, finished: Mapping[str, str], candidates: Iterable[str] | None = None
+) -> list[str]:
+    """Ids of unfinished tasks whose dependencies allow them to start now.
+
+    `finished` maps a finished task to its status. A required dependency must be completed;
+    an optional one only has to be finished in any way.
+    """
+    result = []
+    predecessors = graph.pred  # edge data without graph.edges, which would cache a cycle
+    for key in graph.nodes if candidates is None else candidates:
+        if key in finished:
+            continue
+        if all(_satisfied(edge, finished.get(pred)) for pred, edge in predecessors[key].items()):
+            result.append(key)
+    return result
+
+
+def _satisfied(edge: Mapping[str, Any], status: str | None) -> bool:
+    if status is None:
+        return False
+    return status == "completed" or not edge.get("required", True)
+
+
+def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) -> bool:
+    """True when a required predecessor ended without completing, so `key` can never run."""
+    return any(
+        edge.get("required", True) and finished.get(pred) not in (None, "completed")
+        for pred, edge in graph.pred[key].items()
+    )
 
 
 def dispatch_ready(
@@ -124,7 +92,7 @@ def dispatch_ready(
         _skip_unreachable(db, session, graph, statuses)
         pending = [tid for tid, s in statuses.items() if s is TaskStatus.PENDING]
     finished = {tid: s.value for tid, s in statuses.items() if s in TASK_FINISHED}
-    ready = dags.ready_tasks(graph, finished, pending)
+    ready = ready_tasks(graph, finished, pending)
     # Chains may only run through tasks whose other predecessors have all finished.
     unfinished = graph.subgraph(tid for tid in statuses if tid not in finished)
     runs = [
@@ -132,7 +100,8 @@ def dispatch_ready(
         for run in canvas.dispatch_runs(unfinished, ready)
     ]
     queued = [tid for run in runs for tid in run]
-    _set_status(db, queued, TaskStatus.READY, epoch=session.epoch, queued_at=utcnow())
+    if queued:
+        MARK_READY.apply(db, _tasks.c.id.in_(queued), epoch=session.epoch, queued_at=utcnow())
     for tid in queued:
         statuses[tid] = TaskStatus.READY
     finish_if_done(db, session, statuses)
@@ -146,20 +115,21 @@ def _skip_unreachable(
     statuses: dict[str, TaskStatus],
 ) -> None:
     skipped = []
-    for task_id in nx.topological_sort(graph):
-        if statuses[task_id] not in (TaskStatus.PENDING, TaskStatus.READY):
+    for task_id in graph.graph["order"]:
+        if statuses[task_id] not in SKIP.sources:
             continue
         finished = {
             pred: statuses[pred].value
             for pred in graph.pred[task_id]
             if statuses[pred] in TASK_FINISHED
         }
-        if dags.blocked_forever(graph, finished, task_id):
+        if blocked_forever(graph, finished, task_id):
             statuses[task_id] = TaskStatus.SKIPPED
             skipped.append(task_id)
             record_event(db, session.id, "task.skipped", task_id=task_id,
                          reason="a required predecessor did not complete")  # fmt: skip
-    _set_status(db, skipped, TaskStatus.SKIPPED, finished_at=utcnow())
+    if skipped:
+        SKIP.apply(db, _tasks.c.id.in_(skipped), finished_at=utcnow())
 
 
 def finish_if_done(
