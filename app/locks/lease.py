@@ -9,12 +9,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import redis
-
-if TYPE_CHECKING:
-    from app.locks.semaphore import FairSemaphore
 
 logger = logging.getLogger(__name__)
 
@@ -23,12 +20,23 @@ class LeaseLost(RuntimeError):
     """The lease expired or was revoked; the work it guards must stop."""
 
 
+class Grantor(Protocol):
+    """What a lease needs of the semaphore that granted it (a FairSemaphore)."""
+
+    name: str
+    lease_ttl: float
+
+    def renew_lease(self, lease_id: str) -> bool: ...
+
+    def release_lease(self, lease_id: str) -> bool: ...
+
+
 class Lease:
     """A granted slot with its fencing token, renewed every `lease_ttl / 3` until released."""
 
     def __init__(
         self,
-        semaphore: FairSemaphore,
+        semaphore: Grantor,
         lease_id: str,
         token: int,
         owner: str,
@@ -77,7 +85,7 @@ class Lease:
     def renew(self) -> bool:
         """Extend the lease by `lease_ttl`; return False (and set `lost`) if it was gone."""
         sent = time.monotonic()
-        if self.semaphore._renew(self.lease_id):
+        if self.semaphore.renew_lease(self.lease_id):
             self._valid_until = sent + self.semaphore.lease_ttl
             return True
         if not self._done.is_set():
@@ -90,7 +98,7 @@ class Lease:
             return False
         self._done.set()
         _heartbeats.discard(self)
-        valid = self.semaphore._release(self.lease_id)
+        valid = self.semaphore.release_lease(self.lease_id)
         logger.debug(
             "semaphore released name=%s owner=%s token=%d valid=%s",
             self.name, self.owner, self.token, valid,

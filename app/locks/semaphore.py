@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import redis
 
-from app.locks import lua
 from app.locks.lease import Lease
+from app.locks.lua import register as register_scripts
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class FairSemaphore:
         self._lease_ms = max(1, round(self.lease_ttl * 1000))
         self._waiter_ms = max(1, round(self.waiter_ttl * 1000))
         self._idle_ms = max(IDLE_EXPIRY_MS, 10 * max(self._lease_ms, self._waiter_ms))
-        self._scripts = lua.register(redis_client)
+        self._scripts = register_scripts(redis_client)
         # A BLPOP must return before the socket times out, or redis-py drops the connection.
         socket_timeout = read_timeout(redis_client)
         self._max_block = self.waiter_ttl / 3.0
@@ -215,13 +215,15 @@ class FairSemaphore:
     def _abandon(self, lease_id: str) -> None:
         try:
             if self._leave(lease_id) is not None:
-                self._release(lease_id)
+                self.release_lease(lease_id)
         except redis.RedisError as exc:
             logger.warning("semaphore leave failed name=%s error=%s", self.name, exc)
 
-    def _renew(self, lease_id: str) -> bool:
+    def renew_lease(self, lease_id: str) -> bool:
+        """Extend a granted lease by the TTL; False when it is gone (expired or revoked)."""
         args = self._args(lease_id, self._lease_ms)
         return bool(self._scripts.renew(keys=self._keys, args=args))
 
-    def _release(self, lease_id: str) -> bool:
+    def release_lease(self, lease_id: str) -> bool:
+        """End a granted lease and wake the next waiter; False when it was already gone."""
         return bool(self._scripts.release(keys=self._keys, args=self._args(lease_id)))

@@ -218,7 +218,7 @@ def test_lost_lease_is_signalled(redis_client, monkeypatch):
     def unreachable(lease_id):
         raise redis.ConnectionError("connection refused")
 
-    monkeypatch.setattr(semaphore, "_renew", unreachable)
+    monkeypatch.setattr(semaphore, "renew_lease", unreachable)
     assert lease.lost.wait(3)
     other = FairSemaphore(redis_client, "agent-lost", lease_ttl=0.6)
     with other.acquire(timeout=3, owner="next") as taken:
