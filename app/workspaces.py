@@ -145,6 +145,37 @@ def worktree_path(repo: Path, session_id: str, task_key: str, root: Path | None 
     return Path(root).resolve() / repo_id / _slug(session_id) / _slug(task_key)
 
 
+# The root commit tasks of a repository without commits start from: an empty tree with a fixed
+# author and date, so every task (on every host) makes the same commit and the branches share
+# an ancestor that the integration merge can use. The repository's own HEAD is left unborn.
+_EMPTY_ROOT_ENV = {
+    "GIT_AUTHOR_NAME": FALLBACK_IDENTITY[0], "GIT_AUTHOR_EMAIL": FALLBACK_IDENTITY[1],
+    "GIT_COMMITTER_NAME": FALLBACK_IDENTITY[0], "GIT_COMMITTER_EMAIL": FALLBACK_IDENTITY[1],
+    "GIT_AUTHOR_DATE": "1970-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "1970-01-01T00:00:00Z",
+}  # fmt: skip
+
+
+def start_point(repo: str | os.PathLike[str], base: str = "HEAD") -> str:
+    """Where a task branch starts: `base`, or, in a repository without any commit yet, a
+    shared empty root commit (made once, deterministically)."""
+    if git(repo, "rev-parse", "--verify", "-q", f"{base}^{{commit}}", check=False).returncode == 0:
+        return base
+    if base != "HEAD":
+        raise WorkspaceError(f"the base {base!r} does not exist in {repo}")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **_EMPTY_ROOT_ENV}
+    output = ""
+    for command in (["mktree"], ["commit-tree", "{tree}", "-m", "Empty root for tasks"]):
+        command = [part.format(tree=output) for part in command]
+        result = subprocess.run(
+            ["git", *command], cwd=repo, env=env, input="", capture_output=True, text=True,
+            timeout=GIT_TIMEOUT,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise WorkspaceError(f"git {command[0]} failed in {repo}: {result.stderr.strip()}")
+        output = result.stdout.strip()
+    return output
+
+
 def create_worktree(
     repo: str | os.PathLike[str],
     session_id: str,
@@ -173,7 +204,8 @@ def create_worktree(
         if exists.returncode == 0:
             git(repo_path, "worktree", "add", "-q", str(path), branch)
         else:
-            git(repo_path, "worktree", "add", "-q", "-b", branch, str(path), base)
+            start = start_point(repo_path, base)
+            git(repo_path, "worktree", "add", "-q", "-b", branch, str(path), start)
     logger.info(
         "workspace_created session_id=%s task=%s branch=%s path=%s",
         session_id,
@@ -218,7 +250,7 @@ def merge_branches(
                 repo_path, "rev-parse", "--verify", "-q", f"refs/heads/{target_branch}", check=False
             )
             new = [] if exists.returncode == 0 else ["-b", target_branch]
-            target_ref = [target_branch] if exists.returncode == 0 else ["HEAD"]
+            target_ref = [target_branch if exists.returncode == 0 else start_point(repo_path)]
             git(repo_path, "worktree", "add", "-q", *new, str(place), *target_ref)
         elif git(place, "status", "--porcelain", "--untracked-files=no").stdout.strip():
             raise WorkspaceError(
@@ -255,6 +287,12 @@ def _merge_in(place: Path, branches: list[str], target_branch: str) -> str:
             raise MergeConflict(branch, target_branch, files, merged)
         merged.append(branch)
     return git(place, "rev-parse", "HEAD").stdout.strip()
+
+
+def branch_exists(repo: str | os.PathLike[str], branch: str) -> bool:
+    """Whether `branch` still exists in the repository at `repo`."""
+    found = git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
+    return found.returncode == 0
 
 
 def remove_worktrees(

@@ -32,7 +32,7 @@ def launch(session_id: str) -> None:
 @shared_task(name="sessions.run_task", bind=True, max_retries=None, ignore_result=True)
 def run_task(self, session_id: str, task_id: str, epoch: int) -> None:
     """Claim a task, take a slot of its agent, run the driver, record the outcome, dispatch."""
-    dispatch = runner.run_task(session_id, task_id, epoch, WORKER_NAME)
+    dispatch = runner.run_task(session_id, task_id, epoch, WORKER_NAME, apply_dispatch)
     if dispatch is not None and dispatch.retry_in is not None:
         raise self.retry(countdown=dispatch.retry_in)
     apply_dispatch(dispatch)

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import math
+import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Protocol
+
+# What PostgreSQL cannot store in text or JSONB: NUL characters and lone UTF-16 surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every string made storable in PostgreSQL (NUL and lone surrogates become
+    U+FFFD) and every non-finite float (NaN, infinities: not JSON) made None."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {storable(str(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,15 @@ class DriverResult:
     cost: float = 0.0
     driver_session_id: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    def storable(self) -> DriverResult:
+        """This result with every field storable in PostgreSQL (see `storable`)."""
+        cleaned = {f.name: storable(getattr(self, f.name)) for f in fields(self)}
+        cleaned["cost"] = cleaned["cost"] if isinstance(cleaned["cost"], float | int) else 0.0
+        cleaned["tokens"] = {
+            key: count for key, count in cleaned["tokens"].items() if isinstance(count, int)
+        }
+        return replace(self, **cleaned)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for storage in PostgreSQL."""

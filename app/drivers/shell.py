@@ -83,6 +83,19 @@ def _watch(
             return
 
 
+def workdir_problem(workdir: str) -> str | None:
+    """Why a command cannot run in `workdir` (made if missing), or None when it can."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as error:
+        return f"The workdir {workdir} cannot be created: {error.strerror or error}."
+    if not os.path.isdir(workdir):
+        return f"The workdir {workdir} is not a directory."
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        return f"The workdir {workdir} is not writable by the worker."
+    return None
+
+
 class ShellDriver:
     """Run `job.command` with bash; exit code 0 is success, the output tails are kept."""
 
@@ -93,7 +106,9 @@ class ShellDriver:
         if not job.command:
             return DriverResult(succeeded=False, error="The task has no command to run.")
         workdir = job.workdir or os.getcwd()
-        os.makedirs(workdir, exist_ok=True)
+        problem = workdir_problem(workdir)
+        if problem:  # not worth retrying: the same directory fails the same way
+            return DriverResult(succeeded=False, error=problem)
         env = {
             **os.environ,
             "ORCH_SESSION_ID": job.session_id,

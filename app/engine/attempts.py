@@ -51,7 +51,7 @@ _RENEW = (
 _RELEASE = (
     update(_tasks)
     .where(*fenced(TaskStatus.ASSIGNED, token=False))
-    .values(status=TaskStatus.READY, attempt=_tasks.c.attempt - 1, queued_at=bindparam("p_now"))
+    .values(status=TaskStatus.READY, queued_at=bindparam("p_now"))
     .returning(_tasks.c.id)
 )
 
@@ -76,7 +76,9 @@ def start_attempt(
 
 
 def release_assignment(db: DbSession, job: DriverJob) -> bool:
-    """Give an assigned task back to the queue (its agent stayed busy too long)."""
+    """Give an assigned task back to the queue (its agent stayed busy too long). Its attempt
+    number stays: attempt numbers only grow, so an older attempt can never match a newer one;
+    `executions`, not `attempt`, counts towards max_attempts."""
     params = {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_now": utcnow()}
     return db.execute(_RELEASE, params).first() is not None
 

@@ -19,17 +19,19 @@ from networkx.classes.reportviews import InDegreeView, OutDegreeView
 
 from app.planning.graph import topological_generations
 
+from .dependencies import chainable
+
 
 def series_run(graph: nx.DiGraph, start: str) -> list[str]:
     """`start` followed by the tasks that can only ever run right after it, in order."""
     # Not graph.out_degree / graph.in_degree: networkx caches those views on the graph, and
     # each points back at it, a reference cycle that outlives the graph's last user.
-    successors, predecessors = graph.succ, graph.pred
+    successors = graph.succ
     run = [start]
     node = start
     while len(successors[node]) == 1:
         (successor,) = successors[node]
-        if len(predecessors[successor]) != 1:
+        if not chainable(graph, node, successor):
             break
         run.append(successor)
         node = successor
@@ -65,21 +67,24 @@ def compile_canvas(
 def plan_runs(graph: nx.DiGraph, generations: list[list[str]] | None = None) -> list[list[str]]:
     """Partition every task into the series runs it will be dispatched in, in topological order.
 
-    A task starts a run unless it has exactly one predecessor and is that predecessor's only
-    successor; such a task is chained behind it. `generations`, when the caller has them, are
-    the graph's `topological_generations` (nx.topological_sort's order).
+    A task starts a run unless it has exactly one predecessor, is that predecessor's only
+    successor and may be chained behind it (`dependencies.chainable`). `generations`, when
+    the caller has them, are the graph's `topological_generations` (nx.topological_sort's
+    order).
     """
     if generations is None:
         generations = topological_generations(graph)
     if generations is None:
         raise nx.NetworkXUnfeasible("Graph contains a cycle.")
     in_degree, out_degree = InDegreeView(graph), OutDegreeView(graph)  # uncached, see above
-    starts = [
-        node
-        for generation in generations
-        for node in generation
-        if in_degree[node] != 1 or out_degree[next(graph.predecessors(node))] != 1
-    ]
+
+    def chained(node: str) -> bool:
+        if in_degree[node] != 1:
+            return False
+        predecessor = next(iter(graph.pred[node]))
+        return out_degree[predecessor] == 1 and chainable(graph, predecessor, node)
+
+    starts = [node for generation in generations for node in generation if not chained(node)]
     return [series_run(graph, start) for start in starts]
 
 

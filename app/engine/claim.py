@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import AgentSpec, DriverJob
@@ -24,8 +24,9 @@ from app.services.routing import route_task
 from app.workspaces import branch_name
 from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
-from models.enums import SESSION_ACTIVE, TASK_FINISHED, TaskStatus
+from models.enums import SESSION_ACTIVE, TASK_FINISHED, DependencyType, TaskStatus
 
+from .dispatch import Dispatch, dispatch_ready
 from .graph_cache import session_graph
 from .locking import lock_session
 
@@ -33,12 +34,24 @@ logger = logging.getLogger(__name__)
 
 _tasks, _sessions = SessionTask.__table__, Session.__table__
 _dependencies, _predecessor = TaskDependency.__table__, SessionTask.__table__.alias("predecessor")
+# A dependency that does not yet allow the task to start (see `dependencies`): finish_to_start
+# needs the predecessor completed, start_to_start started; optional ones only finished.
+# finish_to_finish and start_to_finish never hold a start back.
 _UNSATISFIED = (
     select(_dependencies.c.id)
     .join(_predecessor, _predecessor.c.id == _dependencies.c.depends_on_id)
     .where(
         _dependencies.c.task_id == _tasks.c.id,
-        _predecessor.c.status != TaskStatus.COMPLETED,
+        or_(
+            and_(
+                _dependencies.c.type == DependencyType.FINISH_TO_START,
+                _predecessor.c.status != TaskStatus.COMPLETED,
+            ),
+            and_(
+                _dependencies.c.type == DependencyType.START_TO_START,
+                _predecessor.c.status.not_in([TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED]),
+            ),
+        ),
         or_(_dependencies.c.required, _predecessor.c.status.not_in(TASK_FINISHED)),
     )
     .exists()
@@ -53,6 +66,8 @@ _CLAIMABLE = (
     _sessions.c.status.in_(SESSION_ACTIVE),
     ~_UNSATISFIED,
 )
+# max_attempts is enforced here: a task whose attempts are used up never runs again.
+_HAS_ATTEMPTS_LEFT = _tasks.c.executions < _tasks.c.max_attempts
 # What every claim records: the agent, the new attempt and who holds it.
 _ASSIGNMENT = {
     "assigned_agent_id": bindparam("p_agent_id"),
@@ -63,7 +78,7 @@ _ASSIGNMENT = {
 }
 _CLAIM = (
     update(_tasks)
-    .where(*_CLAIMABLE)
+    .where(*_CLAIMABLE, _HAS_ATTEMPTS_LEFT)
     .values(status=TaskStatus.ASSIGNED, **_ASSIGNMENT)
     .returning(
         _tasks.c.key,
@@ -81,7 +96,7 @@ _CLAIM = (
 # starts at once, fenced by the slot's token, and no second transaction is needed to start it.
 _CLAIM_AND_START = (
     update(_tasks)
-    .where(*_CLAIMABLE, _tasks.c.fence_token <= bindparam("p_token"))
+    .where(*_CLAIMABLE, _HAS_ATTEMPTS_LEFT, _tasks.c.fence_token <= bindparam("p_token"))
     .values(
         status=TaskStatus.IN_PROGRESS,
         **_ASSIGNMENT,
@@ -98,6 +113,18 @@ _BLOCK = (
     .values(status=TaskStatus.BLOCKED, error=bindparam("p_error"))
     .returning(_tasks.c.id)
 )
+_EXHAUST = (
+    update(_tasks)
+    .where(*_CLAIMABLE, ~_HAS_ATTEMPTS_LEFT)
+    .values(
+        status=TaskStatus.FAILED,
+        finished_at=bindparam("p_now"),
+        error=func.concat("Out of attempts (", _tasks.c.executions, " of ",
+                          _tasks.c.max_attempts, "); last error: ",
+                          func.coalesce(_tasks.c.error, "none")),
+    )
+    .returning(_tasks.c.key, _tasks.c.error)
+)  # fmt: skip
 _STALE_READY = (
     _tasks.c.id == bindparam("p_task_id"),
     _tasks.c.status == TaskStatus.READY,
@@ -122,13 +149,14 @@ def claim(
     epoch: int,
     worker: str = "",
     take_slot: TakeSlot | None = None,
-) -> DriverJob | None:
+) -> DriverJob | Dispatch | None:
     """Claim a ready task for this epoch, route it to an agent and return the driver job.
 
     With `take_slot`, a task whose agent has a free slot starts in the same transaction
     (`job.started_token` is then the slot's fencing token); otherwise it is `assigned` and
     waits for a slot. Returns None when the message is stale or duplicated, or when no agent
-    can take the task (the task is then `blocked` with the reason).
+    can take the task (the task is then `blocked` with the reason); what to dispatch next when
+    the task's attempts were used up (it then fails).
     """
     graph = session_graph(db, session_id)
     if task_id not in graph:
@@ -185,12 +213,21 @@ def claim(
     )
 
 
-def _not_claimed(db: DbSession, session_id: str, task_id: str, epoch: int) -> None:
-    """A stale or duplicate message changes nothing. A ready task that arrived before its
-    predecessors finished waits in `pending` again, so that the completion of its last
-    predecessor dispatches it (under the session lock)."""
-    logger.info("claim skipped session_id=%s task_id=%s epoch=%s", session_id, task_id, epoch)
+def _not_claimed(db: DbSession, session_id: str, task_id: str, epoch: int) -> Dispatch | None:
+    """A stale or duplicate message changes nothing. A ready task whose attempts are used up
+    fails (what can run next is returned); one that arrived before its predecessors finished
+    waits in `pending` again, so that the completion of its last predecessor dispatches it
+    (under the session lock)."""
     params = {"p_task_id": task_id, "p_epoch": epoch}
+    exhausted = db.execute(
+        _EXHAUST, {**params, "p_session_id": session_id, "p_now": utcnow()}
+    ).first()
+    if exhausted is not None:
+        logger.warning("out of attempts session_id=%s task_id=%s", session_id, task_id)
+        record_event(db, session_id, "task.failed", task_id=task_id, key=exhausted.key,
+                     error=exhausted.error)  # fmt: skip
+        return dispatch_ready(db, lock_session(db, session_id))
+    logger.info("claim skipped session_id=%s task_id=%s epoch=%s", session_id, task_id, epoch)
     if db.execute(_LOCK_STALE_READY, params).first() is None:  # the task first, then its session
         return None
     if lock_session(db, session_id).epoch != epoch:

@@ -4,9 +4,7 @@ queries, the DAG's structure comes from the per-process `graph_cache`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import networkx as nx
 from sqlalchemy import bindparam, select
@@ -18,8 +16,14 @@ from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
 from . import canvas
+from .dependencies import (
+    blocked_forever,
+    ready_tasks,
+    releases_at_start,
+    releases_beyond_successors,
+)
 from .graph_cache import session_graph
-from .locking import LockedSession
+from .locking import LockedSession, lock_session
 from .transitions import MARK_READY, SKIP
 
 
@@ -43,56 +47,29 @@ def task_statuses(db: DbSession, session_id: str) -> dict[str, TaskStatus]:
     return {task_id: status for task_id, status in db.execute(_STATUSES, {"p_id": session_id})}
 
 
-def ready_tasks(
-    graph: nx.DiGraph, finished: Mapping[str, str], candidates: Iterable[str] | None = None
-) -> list[str]:
-    """Ids of unfinished tasks whose dependencies allow them to start now.
-
-    `finished` maps a finished task to its status. A required dependency must be completed;
-    an optional one only has to be finished in any way.
-    """
-    result = []
-    predecessors = graph.pred  # edge data without graph.edges, which would cache a cycle
-    for key in graph.nodes if candidates is None else candidates:
-        if key in finished:
-            continue
-        if all(_satisfied(edge, finished.get(pred)) for pred, edge in predecessors[key].items()):
-            result.append(key)
-    return result
-
-
-def _satisfied(edge: Mapping[str, Any], status: str | None) -> bool:
-    if status is None:
-        return False
-    return status == "completed" or not edge.get("required", True)
-
-
-def blocked_forever(graph: nx.DiGraph, finished: Mapping[str, str], key: str) -> bool:
-    """True when a required predecessor ended without completing, so `key` can never run."""
-    return any(
-        edge.get("required", True) and finished.get(pred) not in (None, "completed")
-        for pred, edge in graph.pred[key].items()
-    )
-
-
 def dispatch_ready(
     db: DbSession, session: Session | LockedSession, completed: str | None = None
 ) -> Dispatch:
     """Skip tasks that can never run, mark runnable ones ready, return them as runs.
 
     After the completion of task `completed` only its successors can have become runnable and
-    no task can have become unreachable, so only they are looked at; any other change (a
-    launch, a failure) looks at every task.
+    no task can have become unreachable (unless it releases more through a finish_to_finish
+    or start_to_finish edge), so only they are looked at; any other change (a launch, a
+    failure, a start) looks at every task.
     """
     graph = session_graph(db, session.id)
     statuses = task_statuses(db, session.id)
-    if completed is not None and statuses.get(completed) is TaskStatus.COMPLETED:
+    if (
+        completed is not None
+        and statuses.get(completed) is TaskStatus.COMPLETED
+        and not releases_beyond_successors(graph, completed)
+    ):
         pending = [tid for tid in graph.succ[completed] if statuses[tid] is TaskStatus.PENDING]
     else:
         _skip_unreachable(db, session, graph, statuses)
         pending = [tid for tid, s in statuses.items() if s is TaskStatus.PENDING]
-    finished = {tid: s.value for tid, s in statuses.items() if s in TASK_FINISHED}
-    ready = ready_tasks(graph, finished, pending)
+    finished = {tid for tid, s in statuses.items() if s in TASK_FINISHED}
+    ready = ready_tasks(graph, statuses, pending)
     # Chains may only run through tasks whose other predecessors have all finished.
     unfinished = graph.subgraph(tid for tid in statuses if tid not in finished)
     runs = [
@@ -118,18 +95,26 @@ def _skip_unreachable(
     for task_id in graph.graph["order"]:
         if statuses[task_id] not in SKIP.sources:
             continue
-        finished = {
-            pred: statuses[pred].value
-            for pred in graph.pred[task_id]
-            if statuses[pred] in TASK_FINISHED
-        }
-        if blocked_forever(graph, finished, task_id):
+        if blocked_forever(graph, statuses, task_id):
             statuses[task_id] = TaskStatus.SKIPPED
             skipped.append(task_id)
             record_event(db, session.id, "task.skipped", task_id=task_id,
                          reason="a required predecessor did not complete")  # fmt: skip
     if skipped:
         SKIP.apply(db, _tasks.c.id.in_(skipped), finished_at=utcnow())
+
+
+def dispatch_after_start(
+    db: DbSession, session_id: str, task_id: str, epoch: int
+) -> Dispatch | None:
+    """After task `task_id` started: dispatch what its start released (start_to_start
+    successors, tasks it is the start_to_finish predecessor of), if anything."""
+    if not releases_at_start(session_graph(db, session_id), task_id):
+        return None
+    session = lock_session(db, session_id)
+    if session.status not in SESSION_ACTIVE or session.epoch != epoch:
+        return None
+    return dispatch_ready(db, session)
 
 
 def finish_if_done(

@@ -19,7 +19,8 @@ _graphs: OrderedDict[str, nx.DiGraph] = OrderedDict()
 
 
 def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
-    """The session's DAG over task ids (edge u -> v: v depends on u), cached per process.
+    """The session's DAG over task ids (edge u -> v: v depends on u; edges carry the
+    dependency's type and whether it is required), cached per process.
 
     Nodes carry the tasks' immutable facts: key, action, has_command and capabilities; the
     graph carries the session's workdir, its integration steps and a topological order of
@@ -46,10 +47,14 @@ def session_graph(db: DbSession, session_id: str) -> nx.DiGraph:
         tid for tid, _, action, *_ in nodes if action == "integrate"
     )
     edges = db.execute(
-        select(TaskDependency.depends_on_id, TaskDependency.task_id, TaskDependency.required)
+        select(TaskDependency.depends_on_id, TaskDependency.task_id, TaskDependency.type,
+               TaskDependency.required)
         .where(TaskDependency.session_id == session_id)
     )  # fmt: skip
-    graph.add_edges_from((pred, task, {"required": required}) for pred, task, required in edges)
+    graph.add_edges_from(
+        (pred, task, {"type": kind.value, "required": required})
+        for pred, task, kind, required in edges
+    )
     graph.graph["order"] = list(nx.lexicographical_topological_sort(graph))
     _graphs[session_id] = graph
     while len(_graphs) > GRAPH_CACHE_SIZE:

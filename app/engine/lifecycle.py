@@ -14,12 +14,14 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.services.errors import NotFound, ValidationFailed
 from app.services.events import record_event
+from app.workspaces import branch_exists, branch_name
 from models import Checkpoint, InvalidTransition, Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_TRANSITIONS, SessionStatus, TaskStatus
 
 from . import transitions
 from .locking import lock_session
+from .worktrees import needs_worktree
 
 S, T = SessionStatus, TaskStatus
 
@@ -108,9 +110,40 @@ def time_out(db: DbSession, session_id: str) -> bool:
     return True
 
 
+def _rerun_lost_branches(db: DbSession, session: Session) -> list[str]:
+    """Completed tasks whose git branch was cleaned up since (the worktree clean-up beat job)
+    run again, so that an integration step never merges a branch that is gone."""
+    if not needs_worktree(session.workdir or ""):
+        return []
+    completed = db.execute(
+        select(SessionTask.id, SessionTask.key, SessionTask.branch, SessionTask.action).where(
+            SessionTask.session_id == session.id, SessionTask.status == T.COMPLETED
+        )
+    ).all()
+    integration = branch_name(session.id, "integration")
+    gone = [
+        task
+        for task in completed
+        if (task.branch or (integration if task.action == "integrate" else None))
+        and not branch_exists(session.workdir, task.branch or integration)
+    ]
+    if gone:
+        transitions.RERUN_LOST_BRANCH.apply(
+            db, SessionTask.id.in_([task.id for task in gone]),
+            executions=0, result=None, error=None, finished_at=None, branch=None,
+        )  # fmt: skip
+        keys = sorted(task.key for task in gone)
+        record_event(db, session.id, "session.branches_lost", rerun=keys,
+                     reason="their branches were cleaned up")  # fmt: skip
+    return [task.id for task in gone]
+
+
 def _reset_for_retry(db: DbSession, session: Session) -> None:
-    """Failed, cancelled and skipped tasks run again with fresh attempts; completed ones never."""
-    _set_tasks(db, session.id, transitions.RETRY, attempt=0, error=None, finished_at=None)
+    """Failed, cancelled and skipped tasks run again with a fresh budget of executions;
+    completed ones never. Attempt numbers keep growing, so no old attempt still running can
+    pass for a new one: its next lease renewal fails and its driver stops."""
+    _set_tasks(db, session.id, transitions.RETRY, executions=0, error=None, finished_at=None)
+    _rerun_lost_branches(db, session)
     session.error = None
     session.finished_at = None
 
@@ -147,8 +180,9 @@ def restore_checkpoint(db: DbSession, session_id: str, checkpoint_id: int) -> Se
         db,
         SessionTask.session_id == session_id,
         SessionTask.id.not_in(kept or [""]),
-        attempt=0, result=None, error=None, finished_at=None,
+        executions=0, result=None, error=None, finished_at=None,
     )  # fmt: skip
+    _rerun_lost_branches(db, session)
     if session.status is not S.PAUSED:
         session.transition_to(S.PENDING)
     session.transition_to(S.QUEUED)

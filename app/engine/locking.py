@@ -27,6 +27,8 @@ from models.enums import SessionStatus, TaskStatus
 from .graph_cache import session_graph
 
 _tasks, _sessions = SessionTask.__table__, Session.__table__
+# A claimed attempt: assigned to an agent, or running.
+CLAIMED = (TaskStatus.ASSIGNED, TaskStatus.IN_PROGRESS)
 
 _LOCK_SESSION = (
     select(_sessions.c.id, _sessions.c.epoch, _sessions.c.priority, _sessions.c.status)

@@ -8,7 +8,7 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, insert, literal, select, update
+from sqlalchemy import bindparam, case, func, insert, literal, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import DriverJob, DriverResult
@@ -20,7 +20,7 @@ from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
 from .dispatch import Dispatch, dispatch_ready
-from .locking import LockedSession, fenced, lock_session
+from .locking import CLAIMED, LockedSession, fenced, lock_session
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +29,34 @@ RETRY_MAX_SECONDS = 60.0
 
 
 _tasks = SessionTask.__table__
-_RECORD = (
-    update(_tasks)
-    .where(*fenced(TaskStatus.IN_PROGRESS))
-    .values(
-        status=bindparam("p_status", type_=_tasks.c.status.type),
-        finished_at=bindparam("p_now"),
-        result=bindparam("p_result", type_=_tasks.c.result.type),
-        error=bindparam("p_error"),
-        tokens=bindparam("p_tokens", type_=_tasks.c.tokens.type),
-        cost=bindparam("p_cost"),
+
+
+def _record_statement(*conditions):
+    """Store an attempt's outcome on its task, under `conditions` (the attempt's fence). An
+    attempt that broke before its driver started (still `assigned`) counts as an execution."""
+    return (
+        update(_tasks)
+        .where(*conditions)
+        .values(
+            status=bindparam("p_status", type_=_tasks.c.status.type),
+            finished_at=bindparam("p_now"),
+            result=bindparam("p_result", type_=_tasks.c.result.type),
+            error=bindparam("p_error"),
+            tokens=bindparam("p_tokens", type_=_tasks.c.tokens.type),
+            cost=bindparam("p_cost"),
+            executions=_tasks.c.executions
+            + case((_tasks.c.status == TaskStatus.ASSIGNED, 1), else_=0),
+        )
+        .returning(_tasks.c.key)
     )
-    .returning(_tasks.c.key)
-)
 
 
-class OutcomeRejected(Exception):
-    """The attempt no longer owns its task, or a newer lease holder wrote first."""
+# A driver's outcome is fenced by the attempt and the agent slot's token; an attempt abandoned
+# by the engine (its workspace or its outcome could not be made) by the attempt alone.
+_RECORD = _record_statement(*fenced(TaskStatus.IN_PROGRESS))
+_RECORD_ABANDONED = _record_statement(*fenced(CLAIMED, token=False))
+_LOCK_ATTEMPT = select(SessionTask).where(*fenced(TaskStatus.IN_PROGRESS))
+_LOCK_ABANDONED = select(SessionTask).where(*fenced(CLAIMED, token=False))
 
 
 def record_outcome(
@@ -54,19 +65,21 @@ def record_outcome(
     epoch: int,
     outcome: DriverResult,
     duration: float,
-    fence_token: int = 0,
+    fence_token: int | None = 0,
 ) -> Dispatch | None:
     """Persist a task's outcome if this attempt still owns the task, then dispatch what follows.
 
-    Locks in the engine's order (`locking`): the task (its fenced UPDATE), then the session,
-    so that concurrent completions of one session queue only for the checkpoint sequence and
-    the dispatch of successors, then the agent, held only until the commit.
+    `fence_token` None records the outcome of an attempt the engine abandoned, assigned or in
+    progress. Locks in the engine's order (`locking`): the task (its fenced UPDATE), then the
+    session, so that concurrent completions of one session queue only for the checkpoint
+    sequence and the dispatch of successors, then the agent, held only until the commit.
     """
+    outcome = outcome.storable()
     if not outcome.succeeded and outcome.retryable:
         return _schedule_retry(db, job, epoch, outcome, fence_token)
     status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED
     owned = db.execute(
-        _RECORD,
+        _RECORD if fence_token is not None else _RECORD_ABANDONED,
         {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_token": fence_token,
          "p_status": status, "p_now": utcnow(), "p_result": outcome.as_dict(),
          "p_error": outcome.error, "p_tokens": dict(outcome.tokens), "p_cost": outcome.cost},
@@ -90,13 +103,22 @@ def record_outcome(
     return dispatch
 
 
+def abandon_attempt(
+    db: DbSession, job: DriverJob, epoch: int, reason: str, retryable: bool = True
+) -> Dispatch | None:
+    """End an attempt that broke outside its driver (its workspace, a value PostgreSQL
+    refused, an engine bug) as a failure with its reason: retried while attempts remain."""
+    failure = DriverResult(succeeded=False, error=reason, retryable=retryable)
+    return record_outcome(db, job, epoch, failure, 0.0, fence_token=None)
+
+
 _RETRYING = (
     select(_tasks.c.id)
     .where(
         _tasks.c.session_id == bindparam("p_session_id"),
         _tasks.c.id != bindparam("p_task_id"),
         _tasks.c.status.not_in(TASK_FINISHED),
-        (_tasks.c.attempt > 1) | _tasks.c.error.is_not(None),
+        (_tasks.c.executions > 1) | _tasks.c.error.is_not(None),
     )
     .limit(1)
 )
@@ -121,22 +143,25 @@ def _reject_outcome(db: DbSession, job: DriverJob, epoch: int) -> None:
 
 
 def _schedule_retry(
-    db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult, fence_token: int
+    db: DbSession, job: DriverJob, epoch: int, outcome: DriverResult, fence_token: int | None
 ) -> Dispatch | None:
     """Put a retryable failure back to `ready` with a backoff, or fail it when out of attempts."""
     task = db.scalar(
-        select(SessionTask)
-        .where(*fenced(TaskStatus.IN_PROGRESS))
-        .with_for_update(key_share=True),
+        (_LOCK_ATTEMPT if fence_token is not None else _LOCK_ABANDONED).with_for_update(
+            key_share=True
+        ),
         {"p_task_id": job.task_id, "p_attempt": job.attempt, "p_token": fence_token},
     )
     if task is None:
         _reject_outcome(db, job, epoch)
         return None
-    if task.attempt >= task.max_attempts:
-        final = replace(outcome, retryable=False)
+    executions = task.executions + (task.status is TaskStatus.ASSIGNED)  # broke before its start
+    if executions >= task.max_attempts:
+        final = replace(outcome, retryable=False,
+                        error=f"{outcome.error} (gave up after {executions} attempts)")  # fmt: skip
         return record_outcome(db, job, epoch, final, 0.0, fence_token)
-    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (task.attempt - 1))
+    task.executions = executions
+    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(executions - 1, 0))
     delay = delay * (0.5 + random.random() / 2)
     task.transition_to(TaskStatus.READY)
     task.error = outcome.error

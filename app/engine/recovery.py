@@ -91,9 +91,8 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
         if head.queued_at and head.queued_at < grace_cutoff and not in_broker(head.id):
             return "a queued task's message is no longer in the broker"
     if not busy and not any(t.status is T.READY for t in tasks):
-        finished = {tid: s.value for tid, s in statuses.items() if s in TASK_FINISHED}
         pending = [tid for tid, s in statuses.items() if s is T.PENDING]
-        if ready_tasks(graph, finished, pending) and session.updated_at < (
+        if ready_tasks(graph, statuses, pending) and session.updated_at < (
             grace_cutoff
         ):
             return "runnable tasks were never dispatched"

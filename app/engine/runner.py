@@ -22,12 +22,13 @@ from app.drivers.base import DriverJob, DriverResult
 from app.extensions import db
 from app.locks import LockTimeout
 from app.metrics import observe_lease_age, observe_task_finished, observe_task_started
+from app.workspaces import WorkspaceError
 from models.base import utcnow
 
 from . import attempts, worktrees
 from .claim import claim
-from .dispatch import Dispatch
-from .outcome import record_outcome
+from .dispatch import Dispatch, dispatch_after_start
+from .outcome import abandon_attempt, record_outcome
 from .slots import SlotTaker, agent_semaphore
 from .transactions import in_transaction
 
@@ -73,84 +74,115 @@ class AttemptLease:
                 return
 
 
-def run_task(session_id: str, task_id: str, epoch: int, worker: str) -> Dispatch | None:
-    """Run one task message to its end; None when the message was stale or duplicated."""
-    config = current_app.config
-    slot_lost = threading.Event()
-    running: dict[str, AttemptLease] = {}
+class _SlotWatch:
+    """Whether the attempt's agent slot lease was lost; losing it stops the running driver."""
 
-    def on_slot_lost(_lease) -> None:
-        slot_lost.set()
-        if "lease" in running:
-            running["lease"].cancel.set()
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+        self.lease: AttemptLease | None = None
 
+    def on_lost(self, _slot_lease) -> None:
+        self.lost.set()
+        if self.lease is not None:
+            self.lease.cancel.set()
+
+
+def run_task(
+    session_id: str, task_id: str, epoch: int, worker: str, enqueue=None
+) -> Dispatch | None:
+    """Run one task message to its end; None when the message was stale or duplicated.
+
+    `enqueue(dispatch)` sends what the attempt's start released (start_to_start successors)
+    while the driver still runs."""
+    watch = _SlotWatch()
     owner = f"{worker}/{task_id}"
-    taker = SlotTaker(owner, on_slot_lost)
+    taker = SlotTaker(owner, watch.on_lost)
     try:  # whatever happens, a slot the claim took is given back
         job = in_transaction(claim, session_id, task_id, epoch, worker, taker)
-        if job is None or job.started_token is None:
+        if not isinstance(job, DriverJob):
+            return job  # None (a stale or duplicate message), or the dispatch of a task failed
+        if job.started_token is None:
             taker.release()
-        if job is None:
-            return None
-        heartbeat, lease_s = config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]
-        with AttemptLease(job, heartbeat, lease_s) as lease:
-            running["lease"] = lease
-            if slot_lost.is_set():
-                lease.cancel.set()
-            if job.started_token is not None:  # the claim started it: the slot is held
-                return _execute(job, epoch, lease, job.started_token, slot_lost)
-            if not job.agent.id:  # an engine step (integration): no agent slot to take
-                return _start_and_execute(job, epoch, lease, 0, slot_lost)
-            semaphore = agent_semaphore(job.agent.id, job.capacity)
-            try:
-                agent_lease = semaphore.acquire(
-                    timeout=config["AGENT_WAIT_SECONDS"], owner=owner, on_lost=on_slot_lost
-                )
-            except LockTimeout:
-                in_transaction(attempts.release_assignment, job)
-                return Dispatch(session_id, epoch, 0, retry_in=SLOT_WAIT_RETRY_SECONDS)
-            with agent_lease:
-                return _start_and_execute(job, epoch, lease, agent_lease.token, slot_lost)
+        try:  # whatever breaks after the claim ends the attempt in PostgreSQL, with its reason
+            return _hold_and_run(job, epoch, owner, watch, enqueue)
+        except Exception as error:
+            retryable = not isinstance(error, WorkspaceError)
+            logger.exception("attempt broke session_id=%s task_id=%s agent_id=%s retryable=%s",
+                             session_id, task_id, job.agent.id, retryable)  # fmt: skip
+            reason = f"{'Engine' if retryable else 'Workspace'} error: {error}"[:2000]
+            return in_transaction(abandon_attempt, job, epoch, reason, retryable)
     finally:
         taker.release()
 
 
-def _start_and_execute(
-    job: DriverJob, epoch: int, lease: AttemptLease, token: int, slot_lost: threading.Event
+def _hold_and_run(
+    job: DriverJob, epoch: int, owner: str, watch: _SlotWatch, enqueue
 ) -> Dispatch | None:
-    """Start an attempt that holds its agent's slot (in its worktree, if the session has a git
-    workdir), run it and return what to dispatch next."""
-    job, branch = worktrees.prepare(job)
-    if not in_transaction(attempts.start_attempt, job, token, branch):
-        return None
-    return _execute(job, epoch, lease, token, slot_lost, branch)
+    """Hold the attempt's lease, and its agent's slot unless the claim took it, while it runs."""
+    config = current_app.config
+    heartbeat, lease_s = config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]
+    with AttemptLease(job, heartbeat, lease_s) as lease:
+        watch.lease = lease
+        if watch.lost.is_set():
+            lease.cancel.set()
+        started = _Started(job, epoch, lease, watch.lost, enqueue)
+        if job.started_token is not None:  # the claim started it: the slot is held
+            return started.execute(job, job.started_token)
+        if not job.agent.id:  # an engine step (integration): no agent slot to take
+            return started.start_and_execute(0)
+        semaphore = agent_semaphore(job.agent.id, job.capacity)
+        try:
+            agent_lease = semaphore.acquire(
+                timeout=config["AGENT_WAIT_SECONDS"], owner=owner, on_lost=watch.on_lost
+            )
+        except LockTimeout:
+            in_transaction(attempts.release_assignment, job)
+            return Dispatch(job.session_id, epoch, 0, retry_in=SLOT_WAIT_RETRY_SECONDS)
+        with agent_lease:
+            return started.start_and_execute(agent_lease.token)
 
 
-def _execute(
-    job: DriverJob,
-    epoch: int,
-    lease: AttemptLease,
-    token: int,
-    slot_lost: threading.Event,
-    branch: str | None = None,
-) -> Dispatch | None:
-    """Run a started attempt's driver and record its outcome; return what to dispatch next.
+class _Started:
+    """An attempt that holds what it needs (its lease, its agent's slot): start it if the
+    claim did not, run its driver, record its outcome."""
 
-    An attempt stopped because its agent slot's lease was lost is retried, not failed."""
-    if job.queued_at is not None:
-        observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
-    started = time.monotonic()
-    try:
-        outcome = get_driver(job.agent.driver).run(job, lease.cancel)
-    except Exception as error:  # a driver bug must still end the attempt in PostgreSQL
-        logger.exception("driver crashed session_id=%s task_id=%s", job.session_id, job.task_id)
-        outcome = DriverResult(succeeded=False, error=f"Driver error: {error!r}", retryable=True)
-    duration = time.monotonic() - started
-    if branch and outcome.succeeded:
-        outcome = worktrees.commit(job, outcome)
-    if slot_lost.is_set() and not outcome.succeeded:
-        outcome = replace(outcome, retryable=True,
-                          error=f"The agent slot's lease was lost: {outcome.error}")  # fmt: skip
-    status = "completed" if outcome.succeeded else "failed"
-    observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
-    return in_transaction(record_outcome, job, epoch, outcome, duration, token)
+    def __init__(self, job: DriverJob, epoch: int, lease: AttemptLease,
+                 slot_lost: threading.Event, enqueue) -> None:  # fmt: skip
+        self.job, self.epoch, self.lease = job, epoch, lease
+        self.slot_lost, self.enqueue = slot_lost, enqueue
+
+    def start_and_execute(self, token: int) -> Dispatch | None:
+        """Start the attempt (in its worktree, if the session has a git workdir) and run it."""
+        job, branch = worktrees.prepare(self.job)
+        if not in_transaction(attempts.start_attempt, job, token, branch):
+            return None
+        return self.execute(job, token, branch)
+
+    def execute(self, job: DriverJob, token: int, branch: str | None = None) -> Dispatch | None:
+        """Run the started attempt's driver and record its outcome; return what to dispatch
+        next. An attempt stopped because its agent slot's lease was lost is retried."""
+        if self.enqueue is not None:
+            released = in_transaction(
+                dispatch_after_start, job.session_id, job.task_id, self.epoch
+            )
+            if released is not None:
+                self.enqueue(released)
+        if job.queued_at is not None:
+            observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
+        started = time.monotonic()
+        try:
+            outcome = get_driver(job.agent.driver).run(job, self.lease.cancel)
+        except Exception as error:  # a driver bug must still end the attempt in PostgreSQL
+            logger.exception("driver crashed session_id=%s task_id=%s agent_id=%s",
+                             job.session_id, job.task_id, job.agent.id)  # fmt: skip
+            outcome = DriverResult(succeeded=False, error=f"Driver error: {error!r}",
+                                   retryable=True)  # fmt: skip
+        duration = time.monotonic() - started
+        if branch and outcome.succeeded:
+            outcome = worktrees.commit(job, outcome)
+        if self.slot_lost.is_set() and not outcome.succeeded:
+            error = f"The agent slot's lease was lost: {outcome.error}"
+            outcome = replace(outcome, retryable=True, error=error)
+        status = "completed" if outcome.succeeded else "failed"
+        observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
+        return in_transaction(record_outcome, job, self.epoch, outcome, duration, token)

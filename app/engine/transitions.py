@@ -63,5 +63,8 @@ RESTORE = _change("restore", T.PENDING, *T)
 REQUEUE = _change("launch requeue", T.PENDING, T.READY, T.BLOCKED, T.ASSIGNED, T.IN_PROGRESS)
 MARK_READY = _change("dispatch", T.READY, T.PENDING)
 SKIP = _change("skip unreachable", T.SKIPPED, T.PENDING, T.READY)
+RERUN_LOST_BRANCH = _change("re-run a completed task whose branch is gone", T.PENDING, T.COMPLETED)
 
-BULK_CHANGES = (PAUSE, RESUME, CANCEL, HALT, RETRY, RESTORE, REQUEUE, MARK_READY, SKIP)
+BULK_CHANGES = (
+    PAUSE, RESUME, CANCEL, HALT, RETRY, RESTORE, REQUEUE, MARK_READY, SKIP, RERUN_LOST_BRANCH,
+)  # fmt: skip
