@@ -31,6 +31,10 @@ def load_config(overrides: dict | None = None) -> dict:
         "SECRET_KEY": env.get("SECRET_KEY"),
         "WORKSPACE_ROOT": env.get("WORKSPACE_ROOT", str(Path.cwd() / ".standalone" / "work")),
         "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", "10")),
+        # Request bodies over this many bytes get a 413 (8 MiB: a 10,000-task DAG is about 3).
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", str(8 * 1024 * 1024))),
+        # JSON bodies nested deeper than this (objects and arrays) get a 422.
+        "JSON_MAX_DEPTH": int(env.get("JSON_MAX_DEPTH", "32")),
         "API_TITLE": "Agent Orchestrator",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

@@ -11,8 +11,10 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from app.drivers import sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +60,34 @@ def git(
 def _slug(value: str) -> str:
     """A string safe as one component of both a path and a git ref name."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-")
-    slug = re.sub(r"\.{2,}", ".", slug).removesuffix(".lock")
+    slug = re.sub(r"\.{2,}", ".", slug)
+    while slug.endswith(".lock"):  # git refuses a ref component ending in .lock
+        slug = slug.removesuffix(".lock")
     return slug or "x"
 
 
 def branch_name(session_id: str, task_key: str) -> str:
     """The task branch: orch/<session>/<task>."""
     return f"{BRANCH_PREFIX}/{_slug(session_id)}/{_slug(task_key)}"
+
+
+INTEGRATION_KEY = "integration"  # branch_name(session, INTEGRATION_KEY) is the merge target
+
+
+def branch_clashes(session_id: str, task_keys: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """(branch, keys) for each branch that several task keys map to, or that a key maps to
+    while it is the session's integration branch: those tasks would share one branch.
+
+    Branches are compared case-insensitively: on a case-insensitive file system (macOS's and
+    Windows' defaults) `orch/s/A` and `orch/s/a` are one ref, and one worktree directory.
+    """
+    integration = branch_name(session_id, INTEGRATION_KEY).casefold()
+    groups: dict[str, tuple[str, list[str]]] = {}
+    for key in task_keys:
+        branch = branch_name(session_id, key)
+        groups.setdefault(branch.casefold(), (branch, []))[1].append(key)
+    return [(branch, keys) for folded, (branch, keys) in groups.items()
+            if len(keys) > 1 or folded == integration]  # fmt: skip
 
 
 def _identity_args(cwd: Path) -> list[str]:
@@ -192,6 +215,7 @@ def create_worktree(
         git(repo_path, "worktree", "prune")
         for entry in _worktrees(repo_path):
             if entry.get("branch") == f"refs/heads/{branch}":
+                _writable_for_commands(Path(entry["worktree"]))
                 return Path(entry["worktree"])
             if Path(entry["worktree"]) == path:
                 raise WorkspaceError(f"{path} is already a worktree of {entry.get('branch')}")
@@ -206,6 +230,7 @@ def create_worktree(
         else:
             start = start_point(repo_path, base)
             git(repo_path, "worktree", "add", "-q", "-b", branch, str(path), start)
+        _writable_for_commands(path)
     logger.info(
         "workspace_created session_id=%s task=%s branch=%s path=%s",
         session_id,
@@ -214,6 +239,16 @@ def create_worktree(
         path,
     )
     return path
+
+
+def _writable_for_commands(worktree: Path) -> None:
+    """Under a root worker, let COMMAND_USER (who runs the task's commands) write in it."""
+    try:
+        user = sandbox.command_user()
+    except sandbox.CommandUserError as error:
+        raise WorkspaceError(str(error)) from error
+    if user is not None:
+        sandbox.hand_over_worktree(worktree, user)
 
 
 def commit_all(worktree: str | os.PathLike[str], message: str) -> str | None:

@@ -2,7 +2,9 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.drivers import sandbox
 from app.planning.complexity import ComplexityLevel
+from app.schemas.limits import MAX_CAPABILITIES, MAX_TECHNOLOGIES, at_most
 from app.services.performance import LoadLevel, Tier
 from models.enums import AgentCapability, AgentDriver, AgentStatus, AgentType
 
@@ -12,13 +14,18 @@ TECHNOLOGY = validate.And(validate.Length(min=1, max=100), TEXT)
 
 
 def _technologies(**kwargs):
+    at_most_technologies = at_most(MAX_TECHNOLOGIES, "technologies")
     return fields.List(
-        fields.String(validate=TECHNOLOGY), validate=validate.Length(max=100), **kwargs
+        fields.String(validate=TECHNOLOGY),
+        validate=validate.Length(max=MAX_TECHNOLOGIES, error=at_most_technologies),
+        **kwargs,
     )
 
 
-def _capabilities(**kwargs):
-    return fields.List(fields.Enum(AgentCapability, by_value=True), **kwargs)
+def _capabilities(validate_more=None, **kwargs):
+    limit = validate.Length(max=MAX_CAPABILITIES, error=at_most(MAX_CAPABILITIES, "capabilities"))
+    checks = [limit, validate_more] if validate_more else [limit]
+    return fields.List(fields.Enum(AgentCapability, by_value=True), validate=checks, **kwargs)
 
 
 def _endpoint(**kwargs):
@@ -29,17 +36,27 @@ def _model(**kwargs):
     return fields.String(validate=validate.And(validate.Length(max=200), TEXT), **kwargs)
 
 
-CONFIG_HELP = {"description": "Driver settings (secret: never returned)."}
+CONFIG_HELP = {
+    "description": "Driver settings (secret: never returned). `env`: variables for the "
+    "agent's shell commands (NAME: value strings; the commands see no other worker variable "
+    "than PATH, HOME, locale and the like)."
+}
+
+
+def _valid_config(config) -> None:
+    """An agent's config: any keys; `env`, when present, a bounded NAME -> string mapping."""
+    if "env" in config and (problems := sandbox.env_problems(config["env"])) is not None:
+        raise ValidationError({"env": problems})
 
 
 class AgentCreateSchema(Schema):
     name = fields.String(required=True, validate=NAME)
     type = fields.Enum(AgentType, by_value=True, required=True)
-    capabilities = _capabilities(required=True, validate=validate.Length(min=1))
+    capabilities = _capabilities(validate.Length(min=1), required=True)
     driver = fields.Enum(AgentDriver, by_value=True, required=True)
     endpoint = _endpoint(load_default=None)
     model = _model(load_default=None)
-    config = fields.Dict(load_default=dict, metadata=CONFIG_HELP)
+    config = fields.Dict(load_default=dict, validate=_valid_config, metadata=CONFIG_HELP)
     capacity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
     preferred_technologies = _technologies(load_default=list)
     avoided_technologies = _technologies(load_default=list)
@@ -56,11 +73,11 @@ class AgentUpdateSchema(Schema):
 
     name = fields.String(validate=NAME)
     type = fields.Enum(AgentType, by_value=True)
-    capabilities = _capabilities(validate=validate.Length(min=1))
+    capabilities = _capabilities(validate.Length(min=1))
     driver = fields.Enum(AgentDriver, by_value=True)
     endpoint = _endpoint(allow_none=True)
     model = _model(allow_none=True)
-    config = fields.Dict(metadata=CONFIG_HELP)
+    config = fields.Dict(validate=_valid_config, metadata=CONFIG_HELP)
     capacity = fields.Integer(validate=validate.Range(min=1, max=100))
     preferred_technologies = _technologies()
     avoided_technologies = _technologies()
@@ -132,7 +149,7 @@ class AgentQuerySchema(Schema):
 
 
 class RouteRequestSchema(Schema):
-    required_capabilities = _capabilities(required=True, validate=validate.Length(max=24))
+    required_capabilities = _capabilities(required=True)
     technologies = _technologies(load_default=list)
     complexity = fields.Enum(ComplexityLevel, by_value=True, load_default=None, allow_none=True)
     prefer_driver = fields.Enum(AgentDriver, by_value=True, load_default=None, allow_none=True)

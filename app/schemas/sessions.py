@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from models.enums import (
     AgentCapability,
@@ -14,6 +14,14 @@ from models.enums import (
 )
 
 from .common import PageArgsSchema
+from .limits import (
+    MAX_CAPABILITIES,
+    MAX_DAG_DEPENDENCIES,
+    MAX_DEPENDENCIES,
+    MAX_TAGS,
+    MAX_TASKS,
+    at_most,
+)
 from .plans import PlanOptionsSchema
 
 KEY = validate.Regexp(
@@ -67,9 +75,19 @@ class TaskSpecSchema(Schema):
         metadata={"description": "integrate: merge the branches of the task's predecessors."},
     )
     required_capabilities = fields.List(
-        fields.Enum(AgentCapability, by_value=True), load_default=list
+        fields.Enum(AgentCapability, by_value=True),
+        load_default=list,
+        validate=validate.Length(
+            max=MAX_CAPABILITIES, error=at_most(MAX_CAPABILITIES, "capabilities")
+        ),
     )
-    depends_on = fields.List(DependencyField(), load_default=list)
+    depends_on = fields.List(
+        DependencyField(),
+        load_default=list,
+        validate=validate.Length(
+            max=MAX_DEPENDENCIES, error=at_most(MAX_DEPENDENCIES, "dependencies per task")
+        ),
+    )
     optional = fields.Boolean(load_default=False)
     timeout_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86400))
     max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
@@ -78,8 +96,25 @@ class TaskSpecSchema(Schema):
 
 class DagSchema(Schema):
     tasks = fields.List(
-        fields.Nested(TaskSpecSchema), required=True, validate=validate.Length(min=1, max=10000)
+        fields.Nested(TaskSpecSchema),
+        required=True,
+        validate=[
+            validate.Length(min=1),
+            validate.Length(max=MAX_TASKS, error=at_most(MAX_TASKS, "tasks per DAG")),
+        ],
     )
+
+    @pre_load
+    def _dependencies_in_all(self, data, **kwargs):
+        """Refuse too many dependencies in all before loading any of them."""
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        if isinstance(tasks, list):
+            lists = (task.get("depends_on") for task in tasks if isinstance(task, dict))
+            total = sum(len(deps) for deps in lists if isinstance(deps, list))
+            if total > MAX_DAG_DEPENDENCIES:
+                message = at_most(MAX_DAG_DEPENDENCIES, f"dependencies in all (not {total})")
+                raise ValidationError(message, "tasks")
+        return data
 
 
 class SessionCreateSchema(Schema):
@@ -95,7 +130,11 @@ class SessionCreateSchema(Schema):
     max_duration_seconds = fields.Integer(
         load_default=3600, validate=validate.Range(min=60, max=86400)
     )
-    tags = fields.List(fields.String(validate=validate.Length(max=100)), load_default=list)
+    tags = fields.List(
+        fields.String(validate=validate.Length(max=100)),
+        load_default=list,
+        validate=validate.Length(max=MAX_TAGS, error=at_most(MAX_TAGS, "tags")),
+    )
     metadata = fields.Dict(load_default=dict, attribute="meta", data_key="metadata")
     agent_preferences = fields.Dict(load_default=dict)
     created_by = fields.String(load_default=None, validate=validate.Length(max=200))
@@ -172,10 +211,12 @@ class SessionSummarySchema(Schema):
     progress = fields.Method("_progress")
 
     def _progress(self, session):
-        counts: dict[str, int] = {}
-        for task in session.tasks:
-            counts[task.status.value] = counts.get(task.status.value, 0) + 1
-        return {"total": len(session.tasks), "by_status": counts}
+        counts = getattr(session, "task_counts", None)  # set by a list: it loads no tasks
+        if counts is None:
+            counts = {}
+            for task in session.tasks:
+                counts[task.status.value] = counts.get(task.status.value, 0) + 1
+        return {"total": sum(counts.values()), "by_status": counts}
 
 
 class SessionSchema(SessionSummarySchema):
@@ -249,5 +290,5 @@ class SessionPageSchema(Schema):
 class SessionQuerySchema(PageArgsSchema):
     status = fields.Enum(SessionStatus, by_value=True)
     type = fields.Enum(SessionType, by_value=True)
-    tag = fields.String()
+    tag = fields.String(validate=validate.Length(max=100))
     parent_id = fields.String()

@@ -10,7 +10,7 @@ class TokenCreateSchema(Schema):
     scopes = fields.List(
         fields.String(validate=validate.OneOf(SCOPES)),
         required=True,
-        validate=validate.Length(min=1),
+        validate=validate.Length(min=1, max=len(SCOPES)),
         metadata={"description": "admin implies write, write implies read."},
     )
 

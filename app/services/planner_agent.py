@@ -26,6 +26,7 @@ from app.planning import (
     PlanningError,
     analyze,
 )
+from app.workspaces import branch_clashes
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +294,10 @@ def plan_from_answer(answer: Any, *, title: str) -> Plan:
         analysis = analyze({"tasks": tasks})
     except PlanningError as exc:
         raise PlannerAgentFailed(f"invalid plan: {'; '.join(exc.errors)}") from exc
+    clashes = branch_clashes("plan", [task["key"] for task in tasks])
+    if clashes:
+        shown = "; ".join(", ".join(keys) for _, keys in clashes)
+        raise PlannerAgentFailed(f"invalid plan: task keys share a git branch: {shown}")
     total = sum(task["estimate"]["expected_hours"] for task in tasks)
     return Plan(
         tasks=tasks,

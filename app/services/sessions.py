@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
+from app import workspaces
 from models import Session, SessionTask, TaskDependency
 from models.base import new_id
 from models.enums import DependencyType, SessionStatus, SessionType, TaskStatus
@@ -70,12 +71,13 @@ def create_session(
         graph = dags.build_graph(task_specs)
     except dags.DagError as error:
         raise ValidationFailed("The DAG is invalid.", error.errors) from error
+    session_id = new_id()
+    _check_branches(session_id, task_specs)
     _check_parent(db, data.get("parent_id"))
     if data.get("plan_info"):
         check_plan_capabilities(db, task_specs)
     else:
         _check_capabilities(db, task_specs)
-    session_id = new_id()
     if not data.get("workdir"):
         data["workdir"] = os.path.join(workspace_root, session_id)
     elif not os.path.isabs(data["workdir"]):
@@ -98,6 +100,31 @@ def create_session(
         return existing, False
     record_event(db, session.id, "session.created", title=session.title, tasks=len(task_specs))
     return session, True
+
+
+def _check_branches(session_id: str, task_specs: list[dict[str, Any]]) -> None:
+    """422 naming the task keys that would share a git branch (`workspaces.branch_name`), with
+    each other or with the session's integration branch."""
+    keys = [spec["key"] for spec in task_specs]
+    clashes = workspaces.branch_clashes(session_id, keys)
+    if not clashes:
+        return
+    positions = {key: index for index, key in enumerate(keys)}
+    errors: dict[str, list[str]] = {}
+    messages = []
+    for branch, clashing in clashes:
+        shown = ", ".join(f"'{key}'" for key in clashing)
+        branch = f"{workspaces.BRANCH_PREFIX}/<session>/{branch.rsplit('/', 1)[-1]}"
+        if len(clashing) > 1:
+            message = (f"Task keys {shown} map to one git branch ({branch}; letter case does "
+                       "not count); rename all but one.")  # fmt: skip
+        else:
+            message = f"Task key {shown} maps to the session's integration branch; rename it."
+        messages.append(message)
+        for key in clashing:
+            errors.setdefault(f"dag.tasks.{positions[key]}.key", []).append(message)
+    more = f" ({len(messages) - 1} more in errors)" if len(messages) > 1 else ""
+    raise ValidationFailed(messages[0] + more, errors)
 
 
 def _check_parent(db: DbSession, parent_id: str | None) -> None:
@@ -275,7 +302,8 @@ def list_sessions(
     tag: str | None = None,
     parent_id: str | None = None,
 ) -> tuple[list[Session], int]:
-    """One page of sessions, newest first, and the total count for the filters."""
+    """One page of sessions, newest first, and the total count for the filters; each session
+    carries `task_counts` (see `task_counts`) instead of its tasks."""
     query = select(Session)
     if status:
         query = query.where(Session.status == status)
@@ -286,10 +314,30 @@ def list_sessions(
     if parent_id:
         query = query.where(Session.parent_id == parent_id)
     total = db.scalar(select(func.count()).select_from(query.subquery()))
-    items = db.scalars(
-        query.options(selectinload(Session.tasks))
-        .order_by(Session.created_at.desc(), Session.id)
-        .offset((page - 1) * page_size)
-        .limit(page_size)
+    items = list(
+        db.scalars(
+            query.order_by(Session.created_at.desc(), Session.id)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
     )
-    return list(items), total
+    counts = task_counts(db, [session.id for session in items])
+    for session in items:
+        session.task_counts = counts.get(session.id, {})
+    return items, total
+
+
+def task_counts(db: DbSession, session_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Each session's number of tasks by status: one row per (session, status), so a list
+    never reads the tasks themselves (their results and errors may be large)."""
+    if not session_ids:
+        return {}
+    rows = db.execute(
+        select(SessionTask.session_id, SessionTask.status, func.count())
+        .where(SessionTask.session_id.in_(session_ids))
+        .group_by(SessionTask.session_id, SessionTask.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for session_id, status, number in rows:
+        counts.setdefault(session_id, {})[status.value] = number
+    return counts
