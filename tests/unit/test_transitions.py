@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from app.engine.transitions import BULK_CHANGES
 from models import InvalidTransition, Session, SessionTask
 from models.enums import SESSION_TRANSITIONS, TASK_TRANSITIONS, SessionStatus, TaskStatus
 
@@ -42,3 +43,10 @@ def test_terminal_session_statuses_set_finished_at():
     session = Session(status=SessionStatus.RUNNING)
     session.transition_to(SessionStatus.COMPLETED)
     assert session.finished_at is not None
+
+
+@pytest.mark.parametrize("change", BULK_CHANGES, ids=lambda change: change.name)
+def test_every_bulk_change_moves_only_along_edges_of_the_task_table(change):
+    for status in change.among - {change.target}:
+        assert change.target in TASK_TRANSITIONS[status], f"{status.value} -> {change.target}"
+    assert change.sources == change.among  # no intended source is dropped unseen
