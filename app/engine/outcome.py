@@ -174,6 +174,10 @@ def _schedule_retry(
         record_event(db, session.id, "session.degraded", reason="a task is being retried")
     if job.agent.id:  # last, as in every outcome: task, session, agent
         record_agent_outcome(db, job.agent.id, outcome, 0.0)
+    if session.status not in SESSION_ACTIVE:  # paused meanwhile: its resume runs it again
+        task.transition_to(TaskStatus.PAUSED if session.status is SessionStatus.PAUSED
+                           else TaskStatus.PENDING)  # fmt: skip
+        return None
     return Dispatch(session.id, epoch, session.priority, retry_in=delay)
 
 
