@@ -17,6 +17,7 @@ from celery import chain, group
 from celery.canvas import Signature
 from networkx.classes.reportviews import InDegreeView, OutDegreeView
 
+from app.planning.graph import build_ordered_task_graph as build_ordered_graph
 from app.planning.graph import topological_generations
 
 from .dependencies import chainable
@@ -94,8 +95,6 @@ def compile_dispatch_plan(spec: dict, session_id: str = "preview", epoch: int = 
     Pure: signatures are built by name, so no broker or Celery app is needed.
     """
     from celery import signature
-
-    from app.services.dags import build_ordered_graph
 
     graph, generations = build_ordered_graph(spec["tasks"])
     runs = plan_runs(graph, generations)

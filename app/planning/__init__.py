@@ -1,4 +1,5 @@
-"""Pure planning logic: decompose a coding request into a DAG spec of capability-tagged tasks."""
+"""Pure planning logic: decompose a coding request into a DAG spec of capability-tagged tasks,
+and validate and analyse DAGs (`app.planning.graph`, also used by sessions and the engine)."""
 
 from app.planning.capabilities import KNOWN_CAPABILITIES, AgentCapability
 from app.planning.complexity import (
@@ -13,9 +14,11 @@ from app.planning.errors import PlanningError
 from app.planning.graph import (
     DEPENDENCY_TYPES,
     DagAnalysis,
-    DependencyType,
+    DagError,
     analyze,
     build_graph,
+    build_ordered_task_graph,
+    build_task_graph,
     critical_path,
     earliest_schedule,
     expected_makespan,
@@ -27,6 +30,7 @@ from app.planning.graph import (
     validate_spec,
 )
 from app.planning.planner import Plan, plan
+from models.enums import DependencyType
 
 __all__ = [
     "DEPENDENCY_TYPES",
@@ -34,6 +38,7 @@ __all__ = [
     "AgentCapability",
     "ComplexityLevel",
     "DagAnalysis",
+    "DagError",
     "DependencyType",
     "Estimate",
     "Plan",
@@ -42,6 +47,8 @@ __all__ = [
     "analyze",
     "analyze_request",
     "build_graph",
+    "build_ordered_task_graph",
+    "build_task_graph",
     "critical_path",
     "earliest_schedule",
     "expected_makespan",

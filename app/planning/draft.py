@@ -11,7 +11,7 @@ import networkx as nx
 from app.planning.capabilities import AgentCapability
 from app.planning.complexity import Estimate
 from app.planning.errors import PlanningError
-from app.planning.graph import DependencyType
+from models.enums import DependencyType
 
 FS = DependencyType.FINISH_TO_START
 # Which side of a split node an edge attaches to: a constraint on the node's start goes to the

@@ -1,11 +1,15 @@
-"""DAG spec helpers: build and validate a networkx graph, critical path, levels, DOT and Mermaid."""
+"""The one DAG module: validate a DAG, its generations, levels, critical path, DOT and Mermaid.
+
+Two validators share the graph helpers: `build_graph(spec)` for planning specs (PlanningError
+listing every problem) and `build_task_graph(tasks)` for a session's submitted DAG (DagError
+keyed by request field path). Pure: no database, broker or Flask app.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import networkx as nx
@@ -13,16 +17,7 @@ from networkx.classes.reportviews import InDegreeView
 
 from app.planning.complexity import pert_expected
 from app.planning.errors import PlanningError
-
-
-class DependencyType(StrEnum):
-    """How a task's start or finish is tied to a predecessor's start or finish."""
-
-    FINISH_TO_START = "finish_to_start"
-    START_TO_START = "start_to_start"
-    FINISH_TO_FINISH = "finish_to_finish"
-    START_TO_FINISH = "start_to_finish"
-
+from models.enums import DependencyType
 
 DEPENDENCY_TYPES = frozenset(kind.value for kind in DependencyType)
 # Hours given to a task whose spec carries no estimate, so unestimated DAGs still rank paths.
@@ -158,16 +153,91 @@ def find_cycle(graph: nx.DiGraph) -> list[str] | None:
     """The keys of one cycle, first key repeated at the end, or None when the graph is acyclic."""
     if topological_generations(graph) is not None:
         return None
-    edges = nx.find_cycle(graph)
+    return _cycle_in(graph)
+
+
+def _cycle_in(graph: nx.DiGraph) -> list[str]:
+    """One cycle of a graph known to be cyclic, as keys with the first repeated at the end.
+
+    `nx.find_cycle` over a whole large graph can be super-linear (docs/benchmarks.md, Planning),
+    so it searches only the first strongly connected component of more than one task, from that
+    component's first task in graph order (a deterministic start, whatever the hash seed).
+    """
+    knot = next((c for c in nx.strongly_connected_components(graph) if len(c) > 1), None)
+    if knot is None:  # the only cycles are self-loops
+        key = next(nx.nodes_with_selfloops(graph))
+        return [key, key]
+    source = next(key for key in graph if key in knot)
+    edges = nx.find_cycle(graph.subgraph(knot), source=source)
     return [edges[0][0], *(target for _, target in edges)]
 
 
 def _checked_generations(graph: nx.DiGraph) -> list[list[str]]:
     generations = _generations(graph)
     if generations is None:
-        path = " -> ".join(find_cycle(graph) or [])
+        path = " -> ".join(_cycle_in(graph))
         raise PlanningError(f"invalid DAG spec: dependency cycle {path}", [f"cycle: {path}"])
     return generations
+
+
+class DagError(ValueError):
+    """A submitted DAG is invalid; `errors` maps field paths to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def normalize_dependency(raw: str | Mapping[str, Any]) -> tuple[str, str, bool]:
+    """Turn a dependency given as a key or as {key, type, required} into a tuple."""
+    if isinstance(raw, str):
+        return raw, "finish_to_start", True
+    return raw["key"], raw.get("type", "finish_to_start"), raw.get("required", True)
+
+
+def build_task_graph(tasks: list[Mapping[str, Any]]) -> nx.DiGraph:
+    """Validate a session's tasks (unique keys, known dependencies, no cycle); return the DAG.
+
+    Nodes are task keys; an edge u -> v means v depends on u. Raises DagError with the
+    request's field paths (`dag.tasks.1.key`, `dag.tasks.0.depends_on.2`, `dag.tasks`).
+    """
+    return build_ordered_task_graph(tasks)[0]
+
+
+def build_ordered_task_graph(
+    tasks: list[Mapping[str, Any]],
+) -> tuple[nx.DiGraph, list[list[str]]]:
+    """`build_task_graph`, and the DAG's topological generations found while checking for cycles.
+
+    Linear in tasks + dependencies, and it leaves no reference cycle behind (see
+    `topological_generations`), so a dropped graph is freed at once.
+    """
+    errors: dict[str, list[str]] = {}
+    graph = nx.DiGraph()
+    for index, task in enumerate(tasks):
+        key = task["key"]
+        if key in graph:
+            errors.setdefault(f"dag.tasks.{index}.key", []).append(f"Duplicate task key '{key}'.")
+        graph.add_node(key)
+    for index, task in enumerate(tasks):
+        dependent = task["key"]
+        for position, raw in enumerate(task.get("depends_on") or []):
+            key, dep_type, required = normalize_dependency(raw)
+            if key == dependent:
+                message = f"Task '{key}' cannot depend on itself."
+            elif key not in graph:
+                message = f"Unknown task key '{key}'."
+            else:
+                graph.add_edge(key, dependent, type=dep_type, required=required)
+                continue
+            errors.setdefault(f"dag.tasks.{index}.depends_on.{position}", []).append(message)
+    if errors:
+        raise DagError(errors)
+    generations = topological_generations(graph)  # linear, unlike nx.find_cycle
+    if generations is None:
+        path = " -> ".join(_cycle_in(graph))
+        raise DagError({"dag.tasks": [f"Dependency cycle: {path}."]})
+    return graph, generations
 
 
 def validate_spec(spec: Spec) -> nx.DiGraph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.planning.capabilities import AgentCapability
-from app.planning.graph import DependencyType
+from models.enums import DependencyType
 
 Hours = tuple[float, float, float]
 

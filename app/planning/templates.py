@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.planning.capabilities import AgentCapability as Cap
-from app.planning.graph import DependencyType
 from app.planning.template_model import After, Hours, Step, Template
+from models.enums import DependencyType
 
 
 def _after(*keys: str) -> tuple[After, ...]:

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
 from app import workspaces
+from app.planning import DagError, build_task_graph
 from models import Session, SessionTask, TaskDependency
 from models.base import new_id
 from models.enums import DependencyType, SessionStatus, SessionType, TaskStatus
 
-from . import dags
 from .agents import missing_capabilities
 from .errors import NotFound, ValidationFailed
 from .events import record_event
@@ -68,8 +68,8 @@ def create_session(
     data.pop("planning", None)  # planning options only matter for a request without a dag
     task_specs = data.pop("dag")["tasks"]
     try:
-        graph = dags.build_graph(task_specs)
-    except dags.DagError as error:
+        graph = build_task_graph(task_specs)
+    except DagError as error:
         raise ValidationFailed("The DAG is invalid.", error.errors) from error
     session_id = new_id()
     _check_branches(session_id, task_specs)

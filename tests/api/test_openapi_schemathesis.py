@@ -3,8 +3,6 @@ token: valid and invalid inputs for every operation, no 5xx, every response as d
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis as redis_lib
 import schemathesis
@@ -33,7 +31,6 @@ CHECKS = [
 ]
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 20}
 KNOWN_EXAMPLES = 15
-BUDGET_SECONDS = 90
 
 
 @pytest.fixture
@@ -92,7 +89,6 @@ def test_every_operation_answers_as_documented(quarantined_app, admin_token):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 20
     failures: list[str] = []
-    started = time.monotonic()
     for operation in operations:
         names = [parameter.name for parameter in operation.path_parameters]
         runs = [(mode, examples, None) for mode, examples in EXAMPLES.items()]
@@ -106,6 +102,4 @@ def test_every_operation_answers_as_documented(quarantined_app, admin_token):
                 assert mode.is_negative, operation.label
             except (Exception, BaseExceptionGroup) as error:  # report every failure at the end
                 failures.append(f"{operation.label} [{mode.value}]: {error}"[:3000])
-    elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures)
-    assert elapsed < BUDGET_SECONDS * 1.5, f"the run took {elapsed:.0f}s"

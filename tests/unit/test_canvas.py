@@ -4,13 +4,13 @@ from celery import Celery
 from celery.canvas import _chain, group
 
 from app.engine import canvas
-from app.services import dags
+from app.planning import build_task_graph
 
 celery = Celery("canvas-test", set_as_current=False)
 
 
 def graph_of(*pairs):
-    return dags.build_graph([{"key": k, "depends_on": d} for k, d in pairs])
+    return build_task_graph([{"key": k, "depends_on": d} for k, d in pairs])
 
 
 def signature(key):

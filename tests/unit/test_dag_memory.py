@@ -14,8 +14,13 @@ import networkx as nx
 import pytest
 
 from app.engine import canvas, dispatch
-from app.planning import analyze, topological_generations, topological_levels
-from app.services import dags
+from app.planning import (
+    analyze,
+    build_ordered_task_graph,
+    build_task_graph,
+    topological_generations,
+    topological_levels,
+)
 
 TASKS = [
     {"key": "a"},
@@ -63,7 +68,7 @@ def test_analyzed_graph_is_freed_when_dropped():
 
 def test_validated_graph_is_freed_after_dispatch_queries():
     def make_and_use():
-        graph = dags.build_graph(TASKS)
+        graph = build_task_graph(TASKS)
         assert dispatch.ready_tasks(graph, {"a": "completed"}) == ["b", "c"]
         assert not dispatch.blocked_forever(graph, {"c": "failed"}, "d")
         assert canvas.plan_runs(graph) == [["a"], ["b"], ["c"], ["d", "e"]]
@@ -98,7 +103,7 @@ def test_topological_generations_are_none_for_a_cycle():
 
 
 def test_plan_runs_with_known_generations_matches_plan_runs_alone():
-    graph, generations = dags.build_ordered_graph(TASKS)
+    graph, generations = build_ordered_task_graph(TASKS)
     assert canvas.plan_runs(graph, generations) == canvas.plan_runs(graph)
     assert [key for generation in generations for key in generation] == list(
         nx.topological_sort(graph)

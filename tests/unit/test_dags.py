@@ -3,7 +3,7 @@
 import pytest
 
 from app.engine import dispatch
-from app.services import dags
+from app.planning import DagError, build_task_graph
 
 
 def spec(*pairs):
@@ -12,7 +12,7 @@ def spec(*pairs):
 
 
 def test_valid_dag_becomes_a_graph_with_edges_from_dependency_to_dependent():
-    graph = dags.build_graph(
+    graph = build_task_graph(
         spec(("a", []), ("b", ["a"]), ("c", [{"key": "a", "required": False}]))
     )
     assert set(graph.edges) == {("a", "b"), ("a", "c")}
@@ -21,8 +21,8 @@ def test_valid_dag_becomes_a_graph_with_edges_from_dependency_to_dependent():
 
 
 def test_cycle_is_named():
-    with pytest.raises(dags.DagError) as error:
-        dags.build_graph(spec(("a", ["c"]), ("b", ["a"]), ("c", ["b"]), ("d", [])))
+    with pytest.raises(DagError) as error:
+        build_task_graph(spec(("a", ["c"]), ("b", ["a"]), ("c", ["b"]), ("d", [])))
     message = error.value.errors["dag.tasks"][0]
     assert message.startswith("Dependency cycle: ")
     assert {"a", "b", "c"} <= set(
@@ -39,13 +39,13 @@ def test_cycle_is_named():
     ],
 )
 def test_bad_keys_name_the_field(tasks, field, text):
-    with pytest.raises(dags.DagError) as error:
-        dags.build_graph(tasks)
+    with pytest.raises(DagError) as error:
+        build_task_graph(tasks)
     assert text in error.value.errors[field][0]
 
 
 def test_ready_tasks_wait_for_required_completion_only():
-    graph = dags.build_graph(
+    graph = build_task_graph(
         spec(("a", []), ("b", []), ("c", ["a", {"key": "b", "required": False}]), ("d", ["c"]))
     )
     assert sorted(dispatch.ready_tasks(graph, {})) == ["a", "b"]

@@ -2,7 +2,6 @@
 substring keyword matches, wrong rewiring, and swallowed errors."""
 
 import ast
-import time
 from pathlib import Path
 
 import networkx as nx
@@ -455,15 +454,13 @@ def test_a_cyclic_graph_is_refused_by_every_helper():
             helper(graph)
 
 
-def test_ten_thousand_tasks_validate_and_analyze_in_well_under_a_second():
-    # A chain of layers, 3 dependencies per task: a quadratic helper would take minutes.
+def test_ten_thousand_tasks_validate_and_analyze():
+    # A chain of layers, 3 dependencies per task; bench/planning.py times analyze at this size.
     width, tasks = 100, []
     for index in range(10_000):
         layer = index // width
         deps = [f"t{(layer - 1) * width + (index + shift) % width}" for shift in (0, 7, 31)]
         tasks.append(_task(f"t{index}", 1.0, deps if layer else ()))
-    started = time.perf_counter()
     analysis = analyze({"tasks": tasks})
-    elapsed = time.perf_counter() - started
     assert len(analysis.levels) == 100 and analysis.makespan_hours == 100.0
-    assert elapsed < 1.0, elapsed
+    assert [int(key[1:]) // width for key in analysis.critical_path] == list(range(100))
