@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from app.planning import analyze, plan  # noqa: E402
 
@@ -25,12 +26,12 @@ SIZES = (100, 1_000, 10_000)
 ROUNDS = 7
 TARGET_10K_SECONDS = 2.0
 TARGET_GROWTH = 12.0
-CANVAS_MODULE = "app.engine.canvas"
+CANVAS_MODULE = "_canvas_plan"
 COMPILER_NAME = "compile_dispatch_plan"
 
 
 def load_compiler() -> tuple[Callable[[dict], object] | None, str]:
-    """`app.engine.canvas.compile_dispatch_plan` and a status, or (None, why it is absent)."""
+    """`_canvas_plan.compile_dispatch_plan` and a status, or (None, why it is absent)."""
     try:
         canvas = importlib.import_module(CANVAS_MODULE)
     except ModuleNotFoundError as missing:

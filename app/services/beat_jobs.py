@@ -26,7 +26,6 @@ from models.base import utcnow
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = ("running", "ok", "failed")
 
 
 def start_run(db_session: DbSession, job: str) -> BeatJobRun:

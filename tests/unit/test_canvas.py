@@ -1,7 +1,7 @@
-"""Canvas compilation: series runs become chains, parallel runs a group; no broker needed."""
+"""Canvas compilation: series runs become chains sent one by one; no broker needed."""
 
 from celery import Celery
-from celery.canvas import _chain, group
+from celery.canvas import _chain
 
 from app.engine import canvas
 from app.planning import build_task_graph
@@ -26,18 +26,16 @@ def test_series_run_stops_at_forks_and_joins():
 
 def test_a_chain_dag_is_one_chain():
     graph = graph_of(("a", []), ("b", ["a"]), ("c", ["b"]))
-    compiled = canvas.compile_canvas(canvas.dispatch_runs(graph, ["a"]), signature)
+    (compiled,) = canvas.compile_runs(canvas.dispatch_runs(graph, ["a"]), signature)
     assert isinstance(compiled, _chain)
     assert [task.args[1] for task in compiled.tasks] == ["a", "b", "c"]
 
 
-def test_parallel_ready_runs_become_a_group_of_chains():
+def test_parallel_ready_runs_are_sent_side_by_side():
     graph = graph_of(("a", []), ("a2", ["a"]), ("b", []), ("j", ["a2", "b"]))
     runs = canvas.dispatch_runs(graph, ["a", "b"])
     assert runs == [["a", "a2"], ["b"]]
-    compiled = canvas.compile_canvas(runs, signature)
-    assert isinstance(compiled, group)
-    first, second = compiled.tasks
+    first, second = canvas.compile_runs(runs, signature)
     assert [task.args[1] for task in first.tasks] == ["a", "a2"]
     assert second.args[1] == "b"
 
@@ -49,18 +47,4 @@ def test_join_is_never_compiled_ahead_of_its_predecessors():
 
 
 def test_nothing_ready_compiles_to_nothing():
-    assert canvas.compile_canvas([], signature) is None
-
-
-def test_plan_runs_partitions_every_task_once():
-    graph = graph_of(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", ["b"]), ("e", ["c", "d"]))
-    runs = canvas.plan_runs(graph)
-    assert runs == [["a", "b"], ["c"], ["d"], ["e"]]
-    assert sorted(key for run in runs for key in run) == sorted(graph.nodes)
-
-
-def test_compile_dispatch_plan_needs_no_broker():
-    spec = {"tasks": [{"key": "a"}, {"key": "b", "depends_on": ["a"]}, {"key": "c"}]}
-    plan = canvas.compile_dispatch_plan(spec)
-    assert plan["runs"] == [["a", "b"], ["c"]]
-    assert isinstance(plan["first_dispatch"], group)
+    assert canvas.compile_runs([], signature) == []

@@ -71,17 +71,16 @@ def test_validated_graph_is_freed_after_dispatch_queries():
         graph = build_task_graph(TASKS)
         assert dispatch.ready_tasks(graph, {"a": "completed"}) == ["b", "c"]
         assert not dispatch.blocked_forever(graph, {"c": "failed"}, "d")
-        assert canvas.plan_runs(graph) == [["a"], ["b"], ["c"], ["d", "e"]]
         assert canvas.dispatch_runs(graph, ["a"]) == [["a"]]
         return graph
 
     assert freed_when_dropped(make_and_use)
 
 
-def test_compiling_a_dispatch_plan_leaves_no_garbage_for_the_collector():
+def test_validating_and_analyzing_leave_no_garbage_for_the_collector():
     with collector_paused():
         gc.collect()
-        canvas.compile_dispatch_plan({"tasks": TASKS})
+        build_ordered_task_graph(TASKS)
         analyze(SPEC)
         assert gc.collect() == 0
 
@@ -102,9 +101,8 @@ def test_topological_generations_are_none_for_a_cycle():
     assert topological_generations(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "b")])) is None
 
 
-def test_plan_runs_with_known_generations_matches_plan_runs_alone():
-    graph, generations = build_ordered_task_graph(TASKS)
-    assert canvas.plan_runs(graph, generations) == canvas.plan_runs(graph)
+def test_known_generations_are_the_topological_order():
+    _graph, generations = build_ordered_task_graph(TASKS)
     assert [key for generation in generations for key in generation] == list(
-        nx.topological_sort(graph)
+        nx.topological_sort(_graph)
     )
