@@ -7,12 +7,12 @@ from flask import Flask
 from flask_smorest import Api
 
 from .api import register_blueprints
-from .auth import api_spec_kwargs, init_auth
+from .api.auth import api_spec_kwargs, init_auth
+from .api.errors import register_error_handlers
+from .api.input_guard import init_input_guard
 from .celery_app import celery_init_app
 from .config import load_config
-from .errors import register_error_handlers
 from .extensions import db
-from .input_guard import init_input_guard
 from .logging_config import configure_logging, hook_celery_logging
 from .metrics import init_metrics
 

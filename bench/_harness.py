@@ -16,7 +16,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.standalone import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port  # noqa: E402
+from app.standalone.servers import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port  # noqa: E402
 
 
 @contextlib.contextmanager

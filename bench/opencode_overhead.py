@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def scripted_model() -> Iterator[str]:
     """The scripted model in its own process, so this process's CPU time is the driver's alone."""
-    command = [sys.executable, "-m", "app.scripted_model", "--port", "0"]
+    command = [sys.executable, "-m", "app.standalone.scripted_model", "--port", "0"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import _normalize_database_url
-from app.standalone import EmbeddedPostgres, EmbeddedRedis
+from app.standalone.servers import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = [
@@ -45,6 +45,20 @@ def services_root():
     root.chmod(0o755)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(tmp_path, services_root):
+    """pytest's tmp_path, or, when tests run as root, a fresh directory that shell commands
+    can write in: they run as COMMAND_USER, who cannot enter pytest's private (0700) ones."""
+    from app.drivers.sandbox import command_user
+
+    user = command_user()
+    if user is None:
+        return tmp_path
+    path = Path(tempfile.mkdtemp(prefix=f"{tmp_path.name[:40]}-", dir=services_root))
+    os.chown(path, user.uid, user.gid)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -284,6 +298,9 @@ def worker_env(database_url, redis_url, services_root):
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "WORKSPACE_ROOT": str(services_root / "work"),
+        # Secrets a worker holds, which its shell commands must never see.
+        "SECRET_KEY": "worker-secret-key-never-in-commands",
+        "FLOWER_BASIC_AUTH": "admin:flower-password-never-in-commands",
         # Short leases so that tests of lost workers finish in seconds.
         "TASK_LEASE_SECONDS": "4",
         "TASK_HEARTBEAT_SECONDS": "1",

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
-from app import workspaces
 from app.planning import DagError, build_task_graph
+from app.workspaces import BRANCH_PREFIX, branch_clashes
 from models import Session, SessionTask, TaskDependency
 from models.base import new_id
 from models.enums import DependencyType, SessionStatus, SessionType, TaskStatus
@@ -106,7 +106,7 @@ def _check_branches(session_id: str, task_specs: list[dict[str, Any]]) -> None:
     """422 naming the task keys that would share a git branch (`workspaces.branch_name`), with
     each other or with the session's integration branch."""
     keys = [spec["key"] for spec in task_specs]
-    clashes = workspaces.branch_clashes(session_id, keys)
+    clashes = branch_clashes(session_id, keys)
     if not clashes:
         return
     positions = {key: index for index, key in enumerate(keys)}
@@ -114,7 +114,7 @@ def _check_branches(session_id: str, task_specs: list[dict[str, Any]]) -> None:
     messages = []
     for branch, clashing in clashes:
         shown = ", ".join(f"'{key}'" for key in clashing)
-        branch = f"{workspaces.BRANCH_PREFIX}/<session>/{branch.rsplit('/', 1)[-1]}"
+        branch = f"{BRANCH_PREFIX}/<session>/{branch.rsplit('/', 1)[-1]}"
         if len(clashing) > 1:
             message = (f"Task keys {shown} map to one git branch ({branch}; letter case does "
                        "not count); rename all but one.")  # fmt: skip

@@ -51,7 +51,7 @@ class Principal:
 class TokenCache:
     """Verified tokens by SHA-256 digest, each for `ttl` seconds, so most requests need no query.
 
-    It answers only while `live`, which the web process's listener (`app.auth`) sets while it is
+    It answers only while `live`, which the web process's listener (`app.api.auth`) sets while it is
     subscribed to REVOKED_CHANNEL; the listener clears it at every revocation, and `ttl` bounds
     the damage of a lost notification. Only positive answers are kept, never the raw secret.
     """

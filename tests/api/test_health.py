@@ -1,7 +1,7 @@
 """Health probes, including readiness that names the dependency that is down."""
 
 from app import create_app
-from app.standalone import free_port
+from app.standalone.servers import free_port
 
 
 def test_live(client):
@@ -38,6 +38,39 @@ def test_ready_names_postgresql_when_it_is_down(redis_url, database_url):
         create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
     assert response.status_code == 503
     assert response.json["failing"] == ["postgresql"]
+
+
+def test_public_readiness_names_the_failing_dependency_without_its_error(database_url, caplog):
+    """The error (host, port, user, driver text) goes to the log, redacted, not to the public."""
+    port = free_port()
+    app = create_app({"DATABASE_URL": database_url,
+                      "REDIS_URL": f"redis://:redis-pw-1@127.0.0.1:{port}/0"})  # fmt: skip
+    with caplog.at_level("WARNING", logger="app.api.health"):
+        response = app.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json == {"status": "unavailable", "failing": ["redis"],
+                             "checks": {"postgresql": "ok", "redis": "unavailable"}}  # fmt: skip
+    logged = [r.getMessage() for r in caplog.records if r.name == "app.api.health"]
+    assert any("dependency=redis" in line and str(port) in line for line in logged), logged
+    assert not any("redis-pw-1" in line for line in logged)
+
+
+def test_readiness_hides_the_database_error_too(redis_url, database_url, caplog):
+    port = free_port()
+    dead = f"postgresql+psycopg2://orch:db-pw-2@127.0.0.1:{port}/nowhere"
+    try:
+        with caplog.at_level("WARNING", logger="app.api.health"):
+            response = create_app({"DATABASE_URL": dead, "REDIS_URL": redis_url}).test_client().get(
+                "/health/ready"
+            )
+    finally:
+        create_app({"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+    assert response.status_code == 503
+    assert response.json["checks"] == {"postgresql": "unavailable", "redis": "ok"}
+    assert str(port) not in response.get_data(as_text=True)
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "app.api.health")
+    assert "dependency=postgresql" in logged and "OperationalError" in logged
+    assert "db-pw-2" not in logged
 
 
 def test_openapi_document_and_swagger_ui(client):

@@ -8,8 +8,8 @@ import json
 import pytest
 from sqlalchemy import event, update
 
+from app.api.input_guard import find_problem
 from app.extensions import db as database
-from app.input_guard import find_problem
 from app.schemas import limits
 from app.schemas.sessions import SessionCreateSchema
 from app.services.tokens import SCOPES

@@ -108,7 +108,7 @@ def test_the_listener_reconnects_and_trusts_nothing_it_may_have_missed(
 
 
 def test_the_cache_can_be_turned_off():
-    from app.auth import token_cache_seconds
+    from app.api.auth import token_cache_seconds
 
     assert token_cache_seconds({"TOKEN_CACHE_SECONDS": "0"}) == 0
     assert token_cache_seconds({"TOKEN_CACHE_SECONDS": 2.5}) == 2.5

@@ -14,7 +14,7 @@ import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.standalone import free_port
+from app.standalone.servers import free_port
 from tests.conftest import ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +42,10 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(app, database_url, redis_url, tmp_path_factory):
-    home = tmp_path_factory.mktemp("cli-stack")
+def stack(app, database_url, redis_url, services_root):
+    # Not under pytest's private (0700) tmp: a root worker's commands run as COMMAND_USER.
+    home = services_root / "cli-stack"
+    home.mkdir()
     (home / "metrics").mkdir()
     broker = redis_url.rsplit("/", 1)[0] + "/14"  # apart from the shared test worker's queues
     redis_lib.Redis.from_url(broker).flushdb()

@@ -22,7 +22,7 @@ from app.drivers.opencode_server import (
     install_opencode,
     scripted_provider_config,
 )
-from app.scripted_model import ScriptedModelServer
+from app.standalone.scripted_model import ScriptedModelServer
 from app.workspaces import (
     branch_name,
     commit_all,

@@ -15,12 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 
-from .standalone import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port
+from app.cli import progress
+from app.cli.client import EXIT_FAILED, EXIT_OK, ApiClient, CliError, in_database
+from app.services import tokens
+from models import ApiToken
+
+from .servers import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reset_metrics_dir(path: Path) -> None:
@@ -158,15 +165,27 @@ class Stack:
             server.stop()
 
 
+def issue_standalone_token(database_url: str, path: Path, name: str = "standalone") -> str:
+    """Revoke earlier tokens named `name`, create a fresh admin one, save it to `path` (0600)."""
+
+    def fresh(session: DbSession) -> str:
+        for token in session.scalars(select(ApiToken).where(ApiToken.name == name)):
+            tokens.revoke_token(session, token.id)
+        return tokens.create_token(session, name, ["admin"])[1]
+
+    secret = in_database(database_url, fresh)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
 def _raise_interrupt(signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
 def run_standalone(home: Path, port: int, example: bool = True) -> int:
     """Start everything, submit the example session, watch it, serve until Ctrl-C."""
-    from . import progress
-    from .cli import EXIT_FAILED, EXIT_OK, ApiClient, CliError
-    from .cli_tokens import issue_standalone_token
     from .example import EXAMPLE_AGENTS, EXAMPLE_SESSION
     from .example_opencode import example_repository, opencode_agents, opencode_session
 
@@ -218,7 +237,8 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
 
 def _start_opencode(home: Path):
     """Start OpenCode for the example, or say why the shell example runs instead."""
-    from .drivers.opencode_server import OpenCodeServerError
+    from app.drivers.opencode_server import OpenCodeServerError
+
     from .example_opencode import start_backend
 
     print("Starting OpenCode for the example (the first run installs it with npm)…")

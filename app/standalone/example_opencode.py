@@ -10,14 +10,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .drivers.opencode_server import (
+from app.drivers.opencode_server import (
     OpenCodeServer,
     OpenCodeServerError,
     install_opencode,
     scripted_provider_config,
 )
+from app.workspaces import ensure_repository
+
 from .scripted_model import ScriptedModelServer
-from .workspaces import ensure_repository
 
 
 @dataclass

@@ -23,10 +23,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.config import ConfigError
-from app.errors import error_body
 from app.extensions import db
 from app.services import tokens
 from app.services.tokens import Principal, TokenCache
+
+from .errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -5,36 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session as DbSession
+from app.services import tokens
 
-from .cli import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
-from .config import _normalize_database_url
-from .services import tokens
-from .services.errors import DomainError, NotFound
-
-
-def in_database(database_url: str | None, step: Callable):
-    """Run `step(db_session)` in one transaction on DATABASE_URL."""
-    if not database_url:
-        raise CliError("tokens commands talk to the database directly: set DATABASE_URL "
-                       "(the same one the API uses)", EXIT_USAGE)  # fmt: skip
-    engine = create_engine(_normalize_database_url(database_url))
-    try:
-        with DbSession(bind=engine, expire_on_commit=False) as session, session.begin():
-            return step(session)
-    except OperationalError as error:
-        raise CliError(f"the database is unreachable: {error.orig}", EXIT_UNAVAILABLE) from error
-    except NotFound as error:
-        raise CliError(error.message, EXIT_USAGE) from error
-    except DomainError as error:
-        raise CliError(f"{error.message} {error.errors or ''}".strip(), EXIT_USAGE) from error
-    finally:
-        engine.dispose()
+from .client import EXIT_OK, in_database
 
 
 def cmd_create(args) -> int:
@@ -65,23 +39,6 @@ def cmd_revoke(args) -> int:
     token = in_database(os.environ.get("DATABASE_URL"), lambda s: tokens.revoke_token(s, args.id))
     print(f"{token.id} revoked")
     return EXIT_OK
-
-
-def issue_standalone_token(database_url: str, path: Path, name: str = "standalone") -> str:
-    """Revoke earlier tokens named `name`, create a fresh admin one, save it to `path` (0600)."""
-
-    def fresh(session: DbSession) -> str:
-        from models import ApiToken
-
-        for token in session.scalars(select(ApiToken).where(ApiToken.name == name)):
-            tokens.revoke_token(session, token.id)
-        return tokens.create_token(session, name, ["admin"])[1]
-
-    secret = in_database(database_url, fresh)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(secret + "\n")
-    return secret
 
 
 def add_commands(commands) -> None:

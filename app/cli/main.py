@@ -1,8 +1,7 @@
 """The `orchestrator` command: run the standalone stack; submit, watch, list, cancel and retry
 sessions; register agents; manage API tokens.
 
-Exit codes: 0 ok, 1 the session failed, 2 usage or validation error, 3 the API (or database)
-is unreachable, 4 authentication or permission refused.
+Exit codes: see `app.cli.client`.
 """
 
 from __future__ import annotations
@@ -15,60 +14,17 @@ from pathlib import Path
 
 import requests
 
-from . import progress
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH = 0, 1, 2, 3, 4
-SUCCEEDED = ("completed", "partially_completed")
-
-
-class CliError(Exception):
-    """A failure to report on stderr, with the exit code that says what kind it was."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ApiClient:
-    """Calls on the orchestrator API with the bearer token; errors become CliErrors."""
-
-    def __init__(self, base_url: str, token: str | None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = requests.Session()
-        self.http.headers.update(self.headers)
-
-    def call(self, method: str, path: str, **kwargs):
-        """The decoded JSON answer of one request."""
-        try:
-            response = self.http.request(method, self.base_url + path, timeout=30, **kwargs)
-        except requests.RequestException as error:
-            raise unreachable(self.base_url, error) from error
-        check(response)
-        return response.json() if response.content else None
-
-
-def unreachable(base_url: str, error: Exception) -> CliError:
-    """The error for an API that did not answer."""
-    return CliError(f"the API at {base_url} is unreachable: {error}", EXIT_UNAVAILABLE)
-
-
-def check(response: requests.Response) -> None:
-    """Raise the CliError that an error answer means."""
-    if response.status_code < 400:
-        return
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"message": response.text[:300]}
-    message = body.get("message") or response.reason
-    errors = f" {json.dumps(body['errors'])}" if body.get("errors") else ""
-    if response.status_code in (401, 403):
-        hint = " Pass --token or set ORCH_TOKEN." if response.status_code == 401 else ""
-        raise CliError(f"{message}{hint}", EXIT_AUTH)
-    if response.status_code >= 500:
-        raise CliError(f"the API failed ({response.status_code}): {message}", EXIT_UNAVAILABLE)
-    raise CliError(f"rejected ({response.status_code}): {message}{errors}", EXIT_USAGE)
+from . import progress, tokens
+from .client import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SUCCEEDED,
+    ApiClient,
+    CliError,
+    check,
+    unreachable,
+)  # fmt: skip
 
 
 def _client(args) -> ApiClient:
@@ -184,15 +140,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_standalone(args) -> int:
     """Start everything, submit the example session, watch it, serve until Ctrl-C."""
-    from .stack import run_standalone
+    from app.standalone.stack import run_standalone
 
     return run_standalone(Path(args.home).resolve(), args.port, example=not args.no_example)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from . import cli_tokens
-
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description=__doc__,
@@ -256,11 +210,5 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--capacity", type=int)
     register.set_defaults(handler=cmd_agents_register)
 
-    cli_tokens.add_commands(commands)
+    tokens.add_commands(commands)
     return parser
-
-
-if __name__ == "__main__":  # `python -m app.cli`: run the one `app.cli` module, not a copy
-    from app.cli import main as installed_main
-
-    sys.exit(installed_main())

@@ -20,7 +20,7 @@ requests (no tools, a "title generator" system prompt) get a short title. Usage 
 computed from text lengths. ``GET /_stats`` counts requests per script; ``POST /_control`` with
 ``{"fail_next": N, "status": C, "retry_after_ms": M}`` fails the next N requests, and
 ``{"reset": true}`` clears counters. Stdlib only; run it with
-``python -m app.scripted_model --port N``.
+``python -m app.standalone.scripted_model --port N``.
 """
 
 from __future__ import annotations

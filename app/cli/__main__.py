@@ -1,0 +1,7 @@
+"""`python -m app.cli`: the `orchestrator` command."""
+
+import sys
+
+from app.cli.main import main
+
+sys.exit(main())
