@@ -6,6 +6,9 @@ import os
 import secrets
 from pathlib import Path
 
+# OpenCode servers agents may name (app/drivers/endpoints.py): the loopback interface, any port.
+DEFAULT_AGENT_ENDPOINT_ALLOW = "127.0.0.1,localhost,[::1]"
+
 
 class ConfigError(RuntimeError):
     """The configuration is missing something the process cannot run without."""
@@ -50,6 +53,10 @@ def load_config(overrides: dict | None = None) -> dict:
         "TASK_HEARTBEAT_SECONDS": float(env.get("TASK_HEARTBEAT_SECONDS", "10")),
         "AGENT_WAIT_SECONDS": float(env.get("AGENT_WAIT_SECONDS", "300")),
         "DISPATCH_GRACE_SECONDS": float(env.get("DISPATCH_GRACE_SECONDS", "30")),
+        # Event streams (SSE): how many one token may hold open, and how long one stays open.
+        "STREAMS_PER_TOKEN": int(env.get("STREAMS_PER_TOKEN", "20")),
+        "STREAM_MAX_SECONDS": float(env.get("STREAM_MAX_SECONDS", "300")),
+        "AGENT_ENDPOINT_ALLOW": env.get("AGENT_ENDPOINT_ALLOW", DEFAULT_AGENT_ENDPOINT_ALLOW),
     }
     config.update(overrides or {})
     missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not config[name]]
@@ -59,6 +66,7 @@ def load_config(overrides: dict | None = None) -> dict:
             "`orchestrator standalone`) starts embedded PostgreSQL and Redis and sets them."
         )
     config["DATABASE_URL"] = _normalize_database_url(config["DATABASE_URL"])
+    _check_endpoint_allow(config["AGENT_ENDPOINT_ALLOW"])
     config["CELERY_BROKER_URL"] = config["CELERY_BROKER_URL"] or config["REDIS_URL"]
     config["CELERY_RESULT_BACKEND"] = config["CELERY_RESULT_BACKEND"] or config["REDIS_URL"]
     if not config["SECRET_KEY"]:
@@ -66,3 +74,13 @@ def load_config(overrides: dict | None = None) -> dict:
             raise ConfigError("SECRET_KEY must be set when ORCHESTRATOR_ENV=production.")
         config["SECRET_KEY"] = secrets.token_hex(32)
     return config
+
+
+def _check_endpoint_allow(text: str) -> None:
+    """Fail at start on an AGENT_ENDPOINT_ALLOW entry that is neither a URL nor a host."""
+    from app.drivers.endpoints import InvalidAllowList, policy_for  # it imports this module
+
+    try:
+        policy_for(text)
+    except InvalidAllowList as error:
+        raise ConfigError(str(error)) from error

@@ -14,30 +14,93 @@ from typing import Any
 REDACTED = "***"
 ID_FIELDS = ("session_id", "task_id", "agent_id")
 SECRET_KEY = re.compile(
-    r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential", re.I
+    r"pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|access[_-]?key"
+    r"|authori[sz]ation|(?<![a-z])auth(?![a-z])|cookie|credential|session[_-]?key|signature|jwt",
+    re.I,
 )
 # Names that contain a secret-looking word but hold figures: token counts, fencing tokens.
 NOT_SECRET_KEY = re.compile(r"tokens$|fenc|_(count|id|ids)$|prefix$|^(max|min|total)_", re.I)
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
+# An authorization scheme kept in front of the masked credential.
+_SCHEME = r"(?:Bearer|Basic|Token|Digest|Negotiate|ApiKey)\s+"
+# A value after `key=` or `key: `: quoted with ' or " (also backslash-escaped, as in JSON
+# inside a string; escaped quotes inside it), a flat JSON object or list, a quote never closed
+# (a cut line), or a bare word.
+_VALUE = (
+    r"""(?P<quote>\\?["'])(?:\\.|(?!(?P=quote)).)*?(?P=quote)"""
+    r"""|\{[^{}]*\}|\[[^\[\]]*\]|(?P<open>\\?["'])[^\s'"]*|(?![{\[])[^\s'",;&}\]]+"""
+)
+
+
+def _mask_pair(match: re.Match) -> str:
+    """The value masked when the key names a secret; otherwise the secrets inside it."""
+    key, scheme, value = match["key"], match["scheme"] or "", match["value"]
+    if not is_secret_key(match["name"]):
+        return f"{key}{scheme}{redact_text(value)}"
+    if value.lstrip("'\"\\").startswith(REDACTED):
+        return match[0]  # masked already
+    groups = match.groupdict()
+    closing = groups.get("quote") or ""
+    return f"{key}{scheme}{closing or groups.get('open') or ''}{REDACTED}{closing}"
+
+
+def _mask_userinfo(match: re.Match) -> str:
+    user, colon, _password = match["info"].partition(":")
+    return f"{match['scheme']}{user}:{REDACTED}@" if colon else f"{match['scheme']}{REDACTED}@"
+
+
 _TEXT_RULES = [
-    # Authorization: Bearer xyz / Basic xyz (headers printed as text or dict reprs)
-    (re.compile(r"((?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\g<1>{REDACTED}"),
-    # API tokens of this project, wherever they appear.
-    (re.compile(r"\borch_[A-Za-z0-9_-]{8,}"), f"orch_{REDACTED}"),
-    # Credentials inside URLs: scheme://user:password@host
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@/\s]+@", re.I), rf"\g<1>{REDACTED}@"),
-    # key=value and key: value pairs whose key names a secret (quoted values too).
+    # PEM private keys, up to their END line (or the end of the text).
     (
         re.compile(
-            r"""(?P<key>['"]?(?P<name>[\w-]+)['"]?\s*[=:]\s*)(?!(?:Bearer|Basic|Token)\s|\*\*\*)"""
-            r"""(?P<value>(?P<quote>['"]).*?(?P=quote)|[^'"\s,;&}]+)"""
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S
         ),
-        lambda m: (
-            f"{m['key']}{m['quote'] or ''}{REDACTED}{m['quote'] or ''}"
-            if is_secret_key(m["name"])
-            else m[0]
+        f"-----BEGIN PRIVATE KEY-----{REDACTED}-----END PRIVATE KEY-----",
+    ),
+    # Cookie / Set-Cookie headers: every cookie on the line.
+    (re.compile(r"(\b(?:Set-)?Cookie\s*:\s*)[^\r\n'\"]+", re.I), rf"\g<1>{REDACTED}"),
+    # Credentials inside URLs: scheme://user:password@host (up to the last @ of the
+    # authority, so an unescaped @ in the password is covered) and scheme://token@host.
+    (
+        re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^\s/?#'\"]*)@", re.I),
+        _mask_userinfo,
+    ),
+    # key=value, key: value, "key": "value", 'key': 'value', --key=value, with or without an
+    # authorization scheme ("Authorization: Bearer x"), when the key names a secret.
+    (
+        re.compile(
+            rf"""(?P<key>(?<![\w.-])(?P<kq>\\?["']?)(?P<name>[\w.-]+)(?P=kq)\s*[=:](?!//)\s*)"""
+            rf"""(?P<scheme>{_SCHEME})?(?P<value>{_VALUE})""",
+            re.I,
         ),
+        _mask_pair,
+    ),
+    # ("Authorization", "Bearer x"): header tuples, quoted name and value.
+    (
+        re.compile(
+            r"""(?P<key>(?P<kq>["'])(?P<name>[\w.-]+)(?P=kq)\s*,\s*)(?P<scheme>)"""
+            r"""(?P<value>(?P<quote>["'])(?:\\.|(?!(?P=quote)).)*?(?P=quote))"""
+        ),
+        _mask_pair,
+    ),
+    # --password hunter2: a command-line flag naming a secret, then its value.
+    (
+        re.compile(r"(?P<key>(?<!\S)--?(?P<name>[\w-]+)\s+)(?P<scheme>)(?P<value>(?!-)[^\s'\"]+)"),
+        _mask_pair,
+    ),
+    # JSON web tokens and this project's API tokens, wherever they appear.
+    (re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*"), REDACTED),
+    (re.compile(r"\borch_[A-Za-z0-9_-]{8,}"), f"orch_{REDACTED}"),
+    # Bearer xyz / Basic xyz anywhere else: 4+ characters with a digit or one of + / = _, or
+    # 20+ characters (not prose such as "basic settings").
+    (
+        re.compile(
+            rf"({_SCHEME})(?:(?=[\w.~+/=-]*[0-9+/=_])[\w.~+/=-]{{4,}}|[\w.~+/=-]{{20,}})"
+            r"(?![\w.~+/=*-])",
+            re.I,
+        ),
+        rf"\g<1>{REDACTED}",
     ),
 ]
 
@@ -49,18 +112,30 @@ def is_secret_key(name: str) -> bool:
     return bool(SECRET_KEY.search(name)) and not NOT_SECRET_KEY.search(name)
 
 
-# Every rule above needs one of these words in the text; most log lines have none, and one
-# search is far cheaper than running every rule on every line.
-_MAY_HOLD_SECRET = re.compile(
-    r"pass|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|bearer|basic|orch_|://",
-    re.I,
-)
+# Every rule above needs one of these words in the text (lowercased); most log lines have
+# none, and these substring tests are far cheaper than running every rule on every line.
+_TRIGGERS = (
+    "pass", "secret", "token", "apikey", "api_key", "api-key", "private", "accesskey",
+    "access_key", "access-key", "auth", "cookie", "credential", "sessionkey", "session_key",
+    "session-key", "signature", "jwt", "bearer", "basic", "digest", "negotiate", "orch_", "://",
+    "eyj",
+)  # fmt: skip
+
+
+def _may_hold_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _TRIGGERS)
 
 
 def redact_text(text: str) -> str:
-    """The text with bearer tokens, URL passwords and `secret=value` pairs masked."""
-    if not _MAY_HOLD_SECRET.search(text):
+    """The text with secrets masked: values of secret-named keys (key=value, key: value,
+    quoted, JSON, header tuples, --flags), URL credentials, bearer/basic credentials, tokens."""
+    if not _may_hold_secret(text):
         return text
+    return _apply_rules(text)
+
+
+def _apply_rules(text: str) -> str:
     for pattern, replacement in _TEXT_RULES:
         text = pattern.sub(replacement, text)
     return text

@@ -26,6 +26,8 @@ case "${1:-web}" in
   worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-20}" -l info ;;
   beat)    exec celery -A tasks.worker beat -l info -s /tmp/celerybeat-schedule ;;
   flower)  unset PROMETHEUS_MULTIPROC_DIR
-           exec celery -A tasks.worker flower --port="${FLOWER_PORT:-5555}" --basic-auth="${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}" ;;
+           # Flower reads FLOWER_BASIC_AUTH itself: the password stays off the command line.
+           : "${FLOWER_BASIC_AUTH:?set FLOWER_BASIC_AUTH=user:password}"
+           exec celery -A tasks.worker flower --port="${FLOWER_PORT:-5555}" ;;
   *)       exec "$@" ;;
 esac

@@ -17,7 +17,7 @@ from app.services import beat_jobs, maintenance
 from app.services.maintenance import HealthPolicy
 from models.base import utcnow
 
-from . import helpers
+from . import helpers, recovery
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def check_agent(
     problem = maintenance.probe(driver, endpoint, config) if probed else None
     policy = HealthPolicy(timedelta(seconds=heartbeat_timeout_s), failures_before_unhealthy)
     status = in_transaction(maintenance.record_health, agent_id, problem, probed, policy)
+    recovery.wake_blocked()  # health restored: blocked tasks may run now
     return status.value if status is not None else None
 
 

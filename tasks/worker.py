@@ -1,8 +1,9 @@
 """The Celery application for `celery -A tasks.worker …` (worker, beat and Flower)."""
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from app import create_app
+from app.drivers.sandbox import hide_worker_from_commands
 from app.extensions import db
 
 flask_app = create_app()
@@ -14,3 +15,9 @@ app = celery
 def _fresh_pool_after_fork(**_kwargs) -> None:
     """A forked pool process must not share the parent's database connections."""
     db.dispose()
+
+
+@worker_init.connect
+def _hide_from_commands(**_kwargs) -> None:
+    """Commands that run as the worker's own user must not read its environment."""
+    hide_worker_from_commands()

@@ -2,14 +2,20 @@
 
 DELETE refuses (409) while the agent has tasks assigned or in progress, otherwise marks it
 inactive (history is kept; PATCH status=active brings it back).
+
+Changing an agent's endpoint or config (its credentials, its commands' env) needs the admin
+scope, and so does registering one with a config; a write token may do the rest. After a
+commit that made an agent available (registered, reactivated, out of maintenance, more
+capacity...), sessions with blocked tasks are woken (`tasks.recovery.wake_blocked`).
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+from flask import g
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 
 from app.extensions import db
 from app.schemas.agents import (
@@ -29,6 +35,8 @@ from models import Agent
 
 blp = Blueprint("agents", __name__, url_prefix="/api/v1/agents", description="Agent registry.")
 NOT_FOUND = {"schema": ErrorResponseSchema, "description": "No such agent."}
+# Fields a write token may not change: where the agent's credentials go, and its config.
+ADMIN_FIELDS = ("endpoint", "config")
 
 
 class AgentView:
@@ -50,6 +58,21 @@ def _plain(value):
     return value.value if isinstance(value, Enum) else value
 
 
+def _wake_blocked() -> None:
+    """After the commit: wake sessions whose blocked tasks an agent may now take."""
+    from tasks.recovery import wake_blocked
+
+    wake_blocked()
+
+
+def _require_admin_for(changes: dict) -> None:
+    """403 unless the token is admin, when `changes` set an endpoint or a config."""
+    sensitive = [name for name in ADMIN_FIELDS if name in changes]
+    principal = getattr(g, "principal", None)
+    if sensitive and (principal is None or not principal.allows("admin")):
+        abort(403, message=f"Changing an agent's {' or '.join(sensitive)} needs the 'admin' scope.")
+
+
 @blp.route("")
 class Agents(MethodView):
     @blp.arguments(AgentQuerySchema, location="query")
@@ -64,12 +87,19 @@ class Agents(MethodView):
 
     @blp.arguments(AgentCreateSchema)
     @blp.response(201, AgentSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema,
+                      description="config sent without the admin scope.")
     @blp.alt_response(409, schema=ErrorResponseSchema, description="The name is taken.")
     def post(self, data):
-        """Register an agent"""
+        """Register an agent
+
+        A config (credentials, the commands' env) needs the admin scope."""
+        _require_admin_for({"config": data["config"]} if data.get("config") else {})
         with db.session.begin():
             agent = agent_service.register_agent(db.session, **data)
-            return AgentView(agent, 0)
+            shown = AgentView(agent, 0)
+        _wake_blocked()
+        return shown
 
 
 @blp.route("/route")
@@ -104,12 +134,20 @@ class AgentItem(MethodView):
 
     @blp.arguments(AgentUpdateSchema)
     @blp.response(200, AgentSchema)
+    @blp.alt_response(403, schema=ErrorResponseSchema,
+                      description="endpoint or config sent without the admin scope.")
     @blp.alt_response(404, **NOT_FOUND)
     @blp.alt_response(409, schema=ErrorResponseSchema, description="The name is taken.")
     def patch(self, changes, agent_id):
-        """Change an agent's settings; status=active brings an unhealthy agent back"""
+        """Change an agent's settings; status=active brings an unhealthy agent back
+
+        endpoint and config need the admin scope; a new endpoint drops the stored credentials
+        (config username and password) unless config is sent too."""
+        _require_admin_for(changes)
         with db.session.begin():
-            return _shown(agent_service.update_agent(db.session, agent_id, **changes))
+            shown = _shown(agent_service.update_agent(db.session, agent_id, **changes))
+        _wake_blocked()
+        return shown
 
     @blp.response(204)
     @blp.alt_response(404, **NOT_FOUND)
@@ -129,7 +167,9 @@ class Maintenance(MethodView):
         """Turn maintenance on (out of routing) or off (resets health)"""
         with db.session.begin():
             agent = agent_service.set_maintenance(db.session, agent_id, args["on"], args["reason"])
-            return _shown(agent)
+            shown = _shown(agent)
+        _wake_blocked()
+        return shown
 
 
 @blp.route("/<agent_id>/heartbeat")
@@ -140,4 +180,6 @@ class Heartbeat(MethodView):
     def post(self, agent_id):
         """Record that an agent is alive"""
         with db.session.begin():
-            return _shown(agent_service.record_heartbeat(db.session, agent_id))
+            shown = _shown(agent_service.record_heartbeat(db.session, agent_id))
+        _wake_blocked()
+        return shown

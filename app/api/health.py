@@ -1,6 +1,12 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+Readiness is public, so it names a failing dependency but never its error: the error text
+(host names, ports, user names) goes to the log, redacted.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import redis
 from flask import current_app
@@ -10,6 +16,10 @@ from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from app.extensions import db
+from app.logging_config import redact_text
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE = "unavailable"
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Probes for orchestrators.")
 
@@ -24,8 +34,8 @@ def _check_database() -> str | None:
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as error:  # any failure means "not ready"; the reason is reported
-        return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    except Exception as error:  # any failure means "not ready"; the reason goes to the log
+        return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
     return None
 
 
@@ -57,6 +67,8 @@ class Ready(MethodView):
         """PostgreSQL and Redis answer"""
         problems = {"postgresql": _check_database(), "redis": _check_redis()}
         failing = sorted(name for name, problem in problems.items() if problem)
-        checks = {name: problem or "ok" for name, problem in problems.items()}
+        for name in failing:
+            logger.warning("not ready dependency=%s error=%s", name, redact_text(problems[name]))
+        checks = {name: UNAVAILABLE if problem else "ok" for name, problem in problems.items()}
         body = {"status": "unavailable" if failing else "ok", "checks": checks, "failing": failing}
         return body, 503 if failing else 200

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from app.drivers import endpoints
 from app.drivers.base import AgentSpec, DriverJob, DriverResult
 from app.drivers.opencode_client import (
     BREAKERS,
@@ -72,6 +73,10 @@ class OpenCodeDriver:
         shown = _USERINFO.sub("//", endpoint or "")  # never log credentials
         if not endpoint:
             return turn.failure("agent has no OpenCode endpoint")
+        refused = endpoints.refusal(endpoint)
+        if refused:
+            logger.warning("opencode_endpoint_refused %s endpoint=%s", ids, shown)
+            return turn.failure(f"opencode server {shown} refused: {refused}")
         breaker = self.breakers.get(endpoint)
         if not breaker.allow():
             wait = breaker.retry_after()
@@ -147,8 +152,8 @@ class OpenCodeDriver:
             session = client.create_session(title, HEADLESS_RULES)
         finally:
             status = health.result()  # raises OpenCodeUnavailable when the server is down
-        if not status.get("healthy"):
-            raise OpenCodeUnavailable(f"server reports unhealthy: {status}")
+        if not isinstance(status, dict) or not status.get("healthy"):
+            raise OpenCodeUnavailable("server reports unhealthy (HTTP 200)")  # never its words
         turn.session_id = session["id"]
         self._wait_connected(turn.stream)
         text = job.prompt or job.description or job.title

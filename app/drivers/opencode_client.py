@@ -1,4 +1,8 @@
-"""HTTP client for `opencode serve` (v1 API): timeouts, retries, a circuit breaker per server."""
+"""HTTP client for `opencode serve` (v1 API): timeouts, retries, a circuit breaker per server.
+
+It only calls servers AGENT_ENDPOINT_ALLOW allows (`app/drivers/endpoints.py`) and never follows
+a redirect (an answer 3xx is an error), so its credentials go nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from urllib3.exceptions import ConnectTimeoutError
 
+from app.drivers import endpoints
 from app.drivers.opencode_events import EventStream
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,14 @@ class OpenCodeUnavailable(OpenCodeError):
 
 class OpenCodeAuthError(OpenCodeError):
     """The server refused our credentials (401/403)."""
+
+
+class OpenCodeRedirect(OpenCodeError):
+    """The server answered a redirect (3xx), which the client never follows."""
+
+
+class EndpointRefused(OpenCodeError):
+    """AGENT_ENDPOINT_ALLOW does not allow calling this server."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,9 @@ class OpenCodeClient:
         retry_attempts: int = 3,
         retry_max_wait: float = 2.0,
     ) -> None:
+        refused = endpoints.refusal(base_url)
+        if refused:
+            raise EndpointRefused(refused)
         self.base_url = base_url.rstrip("/")
         self.directory = directory
         self.timeouts = timeouts or Timeouts()
@@ -80,6 +96,27 @@ class OpenCodeClient:
     def health(self) -> dict[str, Any]:
         """GET /global/health."""
         return self._call("GET", "/global/health", read_timeout=self.timeouts.health, scoped=False)
+
+    def health_problem(self) -> str | None:
+        """Why the server is not healthy, as a fixed short text that never quotes the server's
+        answer (it may be anything), or None when it reports itself healthy."""
+        try:
+            status = self.health()
+        except OpenCodeAuthError as error:
+            return f"server refused the credentials (HTTP {error.status})"
+        except OpenCodeRedirect as error:
+            return f"server answered a redirect (HTTP {error.status}), which is not followed"
+        except OpenCodeUnavailable as error:
+            if error.status is not None:
+                return f"server reports unhealthy (HTTP {error.status})"
+            return f"server unreachable ({_failure_kind(error)})"
+        except OpenCodeError as error:
+            if error.status is not None and error.status >= 400:
+                return f"server reports unhealthy (HTTP {error.status})"
+            return f"server answered no health report (HTTP {error.status})"
+        if not isinstance(status, dict) or not status.get("healthy"):
+            return "server reports unhealthy (HTTP 200)"
+        return None
 
     def create_session(
         self, title: str, permission: list[dict[str, str]] | None = None
@@ -172,7 +209,8 @@ class OpenCodeClient:
         url = self.base_url + path
         try:
             response = self._http.request(
-                method, url, json=json, params=query, timeout=timeout, auth=self._auth
+                method, url, json=json, params=query, timeout=timeout, auth=self._auth,
+                allow_redirects=False,
             )
         except requests.ConnectTimeout as exc:
             raise OpenCodeUnavailable(f"{method} {path}: connect timeout", sent=False) from exc
@@ -187,6 +225,9 @@ class OpenCodeClient:
         except requests.RequestException as exc:
             raise OpenCodeUnavailable(f"{method} {path}: {exc}") from exc
         status = response.status_code
+        if 300 <= status < 400:
+            raise OpenCodeRedirect(f"{method} {path}: HTTP {status}: redirects are not followed",
+                                   status)  # fmt: skip
         if status in (401, 403):
             raise OpenCodeAuthError(
                 f"{method} {path}: HTTP {status} (check the agent's credentials)", status
@@ -205,6 +246,18 @@ class OpenCodeClient:
             raise OpenCodeError(
                 f"{method} {path}: not JSON: {response.text[:200]!r}", status
             ) from exc
+
+
+def _failure_kind(error: OpenCodeUnavailable) -> str:
+    """What kind of failure kept a request from being answered, in fixed words."""
+    cause = error.__cause__
+    if isinstance(cause, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(cause, requests.Timeout):
+        return "read timeout"
+    if isinstance(cause, requests.ConnectionError):
+        return "cannot connect"
+    return "request failed"
 
 
 class CircuitBreaker:

@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from flask import current_app, has_app_context
+
+from . import sandbox
 from .base import DriverJob, DriverResult
 
 logger = logging.getLogger(__name__)
@@ -43,11 +45,9 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_parent_death_signal
 
 
-# util-linux's setpriv sets the parent-death signal before exec'ing bash, which lets Python
-# spawn with vfork; a preexec_fn would force a full fork of the worker (≈ 5 ms per task).
-SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-LAUNCHER = [SETPRIV, "--pdeathsig", "KILL"] if SETPRIV else []
-PARENT_DEATH_SIGNAL = None if SETPRIV else _die_with_parent()
+# Without setpriv (sandbox.launcher), a preexec_fn sets the parent-death signal; it forces a
+# full fork of the worker (≈ 5 ms per task) instead of vfork.
+PARENT_DEATH_SIGNAL = None if sandbox.SETPRIV else _die_with_parent()
 
 # How often a running command's watcher looks for a cancellation.
 CANCEL_POLL_SECONDS = 0.1
@@ -83,21 +83,35 @@ def _watch(
             return
 
 
-def workdir_problem(workdir: str) -> str | None:
-    """Why a command cannot run in `workdir` (made if missing), or None when it can."""
+def workdir_problem(workdir: str, user: sandbox.CommandUser | None = None) -> str | None:
+    """Why a command (run as `user`, else as the worker) cannot run in `workdir` (made if
+    missing), or None when it can."""
     try:
-        os.makedirs(workdir, exist_ok=True)
+        sandbox.prepare_workdir(workdir, user, _workspace_root())
     except OSError as error:
         return f"The workdir {workdir} cannot be created: {error.strerror or error}."
     if not os.path.isdir(workdir):
         return f"The workdir {workdir} is not a directory."
-    if not os.access(workdir, os.W_OK | os.X_OK):
+    if user is None and not os.access(workdir, os.W_OK | os.X_OK):
         return f"The workdir {workdir} is not writable by the worker."
+    if user is not None and not sandbox.writable_by(workdir, user):
+        return f"The workdir {workdir} is not writable by {user.name} (COMMAND_USER)."
     return None
 
 
+def _workspace_root() -> str | None:
+    """WORKSPACE_ROOT of the app this worker runs (of the environment outside one)."""
+    if has_app_context():
+        return current_app.config.get("WORKSPACE_ROOT")
+    return os.environ.get("WORKSPACE_ROOT")
+
+
 class ShellDriver:
-    """Run `job.command` with bash; exit code 0 is success, the output tails are kept."""
+    """Run `job.command` with bash; exit code 0 is success, the output tails are kept.
+
+    The command gets a minimal environment and, under a root worker, runs as COMMAND_USER
+    (`app/drivers/sandbox.py`).
+    """
 
     name = "shell"
 
@@ -106,19 +120,24 @@ class ShellDriver:
         if not job.command:
             return DriverResult(succeeded=False, error="The task has no command to run.")
         workdir = job.workdir or os.getcwd()
-        problem = workdir_problem(workdir)
+        try:
+            user = sandbox.command_user()
+        except sandbox.CommandUserError as error:
+            return DriverResult(succeeded=False, error=str(error))
+        problem = workdir_problem(workdir, user)
         if problem:  # not worth retrying: the same directory fails the same way
             return DriverResult(succeeded=False, error=problem)
-        env = {
-            **os.environ,
+        task_env = {
             "ORCH_SESSION_ID": job.session_id,
             "ORCH_TASK_ID": job.task_id,
             "ORCH_TASK_KEY": job.task_key,
             "ORCH_ATTEMPT": str(job.attempt),
         }
+        agent_env = sandbox.agent_env(job.agent.config, job.agent.id)
+        env = sandbox.command_environment(agent_env, task_env, user)
         with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
             process = subprocess.Popen(
-                [*LAUNCHER, "bash", "-c", job.command],
+                [*sandbox.launcher(user), sandbox.BASH, "-c", job.command],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -126,6 +145,7 @@ class ShellDriver:
                 stderr=err,
                 start_new_session=True,
                 preexec_fn=PARENT_DEATH_SIGNAL,
+                **sandbox.popen_user(user),
             )
             stopped = self._wait(process, job.timeout_seconds, cancel)
             stdout, stderr = _tail(out.name), _tail(err.name)

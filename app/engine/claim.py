@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as DbSession
 from app.drivers.base import AgentSpec, DriverJob
 from app.services import task_context
 from app.services.events import record_event
-from app.services.routing import route_task
+from app.services.routing import route_task, task_driver
 from app.workspaces import branch_name
 from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
@@ -165,8 +165,7 @@ def claim(
     facts = graph.nodes[task_id]
     if facts["action"] == "integrate":
         return _claim_integration(db, graph, session_id, task_id, epoch, worker)
-    require_driver = None if facts["has_command"] else "opencode"
-    decision = route_task(db, facts["capabilities"], require_driver=require_driver)
+    decision = route_task(db, facts["capabilities"], task_driver(facts["has_command"]))
     agent = decision.waitable
     params = {"p_task_id": task_id, "p_session_id": session_id, "p_epoch": epoch}
     if agent is None:

@@ -2,7 +2,10 @@
 died, Redis forgot a message, a dispatch never reached the broker), and put them back on track.
 
 PostgreSQL is the truth. A task in progress is alive while its lease is fresh; a queued task
-is alive while its message is in the broker (or it was queued moments ago).
+is alive while its message is in the broker (or it was queued moments ago). A `blocked` task
+(no agent could take it) waits until routing finds an agent for it: an agent change wakes its
+session at once (`sessions_to_unblock`, `resume_blocked`), and the reconciler catches what that
+missed (the agent became available while the task was being blocked, a lost message).
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
+from app.services import routing
 from app.services.errors import NotFound
 from app.services.events import record_event
 from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from .dispatch import ready_tasks
+from .dispatch import Dispatch, ready_tasks
 from .graph_cache import session_graph
+from .launch import launch
 from .locking import lock_session
 
 logger = logging.getLogger(__name__)
@@ -30,6 +35,91 @@ logger = logging.getLogger(__name__)
 S, T = SessionStatus, TaskStatus
 TIMEOUT_CANDIDATES = (*SESSION_ACTIVE, S.PAUSED)
 HALTED_PARENT = (S.CANCELLED, S.FAILED, S.TIMEOUT, S.STOPPED)
+RUNNING = (S.RUNNING, S.DEGRADED)
+UNBLOCKABLE = "a blocked task can now be routed"
+
+
+class Router:
+    """Routing's verdict for tasks, from one read of the agents and their loads: the name of
+    the agent a claim would give the task (or make it wait for), else None."""
+
+    def __init__(self, db: DbSession) -> None:
+        self.db = db
+        self._agents: tuple[list, dict[str, int]] | None = None
+        self._verdicts: dict[tuple, str | None] = {}
+
+    def agent_for(self, capabilities, has_command: bool) -> str | None:
+        """The agent a claim of a task with these facts would choose now, by name, or None."""
+        key = (tuple(sorted(capabilities)), has_command)
+        if key not in self._verdicts:
+            if self._agents is None:
+                self._agents = routing.agents_with_load(self.db)
+            rows, loads = self._agents
+            decision = routing.rank(rows, loads, capabilities,
+                                    require_driver=routing.task_driver(has_command))  # fmt: skip
+            agent = decision.waitable
+            self._verdicts[key] = agent.name if agent is not None else None
+        return self._verdicts[key]
+
+
+def is_unblock(reason: str) -> bool:
+    """Whether a reason of `find_lost_work` is a blocked task that can now run."""
+    return reason.startswith(UNBLOCKABLE)
+
+
+def _unblockable(db: DbSession, session_id: str, blocked: list[str], router: Router) -> str | None:
+    """Why one of the session's `blocked` tasks can run now, or None."""
+    graph = session_graph(db, session_id)
+    for task_id in blocked:
+        if task_id not in graph:
+            continue
+        facts = graph.nodes[task_id]
+        agent = router.agent_for(facts["capabilities"], facts["has_command"])
+        if agent is not None:
+            return f"{UNBLOCKABLE}: task {facts['key']} fits agent {agent}"
+    return None
+
+
+def sessions_to_unblock(db: DbSession) -> dict[str, str]:
+    """Running or degraded sessions with a blocked task that an agent can take now, with why."""
+    rows = db.execute(
+        select(SessionTask.session_id, SessionTask.id)
+        .join(Session, Session.id == SessionTask.session_id)
+        .where(Session.status.in_(RUNNING), SessionTask.status == T.BLOCKED)
+        .order_by(SessionTask.session_id, SessionTask.id)
+    ).all()
+    blocked: dict[str, list[str]] = {}
+    for session_id, task_id in rows:
+        blocked.setdefault(session_id, []).append(task_id)
+    router = Router(db)
+    due = {}
+    for session_id, task_ids in blocked.items():
+        reason = _unblockable(db, session_id, task_ids, router)
+        if reason:
+            due[session_id] = reason
+    return due
+
+
+def resume_blocked(db: DbSession, session_id: str, lease_seconds: float) -> Dispatch | None:
+    """Relaunch a running session whose blocked tasks an agent can now take (its blocked tasks
+    go back to `pending` and are dispatched under a new epoch); None when none can (again)."""
+    try:
+        session = lock_session(db, session_id, all_tasks=True)
+    except NotFound:
+        return None
+    if session.status not in RUNNING:
+        return None
+    blocked = list(db.scalars(
+        select(SessionTask.id)
+        .where(SessionTask.session_id == session_id, SessionTask.status == T.BLOCKED)
+        .order_by(SessionTask.id)
+    ))  # fmt: skip
+    reason = _unblockable(db, session_id, blocked, Router(db)) if blocked else None
+    if reason is None:
+        return None
+    record_event(db, session_id, "session.unblocked", reason=reason)
+    logger.info("unblocking session_id=%s reason=%s", session_id, reason)
+    return launch(db, session_id, lease_seconds)
 
 
 def sessions_past_deadline(db: DbSession) -> list[str]:
@@ -53,26 +143,28 @@ def find_lost_work(
     grace_seconds: float,
     in_broker: Callable[[str], bool],
 ) -> dict[str, str]:
-    """Map of session id -> why its work is lost, for sessions that need a relaunch."""
+    """Map of session id -> why its work is lost, for sessions that need a relaunch; a reason
+    for which `is_unblock` holds is a blocked task an agent can now take (`resume_blocked`)."""
     now = utcnow()
     lease_cutoff = now - timedelta(seconds=lease_seconds)
     grace_cutoff = now - timedelta(seconds=grace_seconds)
     lost: dict[str, str] = {}
+    router = Router(db)
     queued = db.scalars(
         select(Session.id).where(Session.status == S.QUEUED, Session.updated_at < grace_cutoff)
     )
     for session_id in queued:
         if not in_broker(session_id):
             lost[session_id] = "its launch message is no longer in the broker"
-    running = db.scalars(select(Session).where(Session.status.in_([S.RUNNING, S.DEGRADED])))
+    running = db.scalars(select(Session).where(Session.status.in_(RUNNING)))
     for session in running:
-        reason = _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker)
+        reason = _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker, router)
         if reason:
             lost[session.id] = reason
     return lost
 
 
-def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str | None:
+def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker, router) -> str | None:
     tasks = db.execute(
         select(SessionTask.id, SessionTask.status, SessionTask.heartbeat_at, SessionTask.queued_at)
         .where(SessionTask.session_id == session.id)
@@ -96,7 +188,8 @@ def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker) -> str 
             grace_cutoff
         ):
             return "runnable tasks were never dispatched"
-    return None
+    blocked = [t.id for t in tasks if t.status is T.BLOCKED]
+    return _unblockable(db, session.id, blocked, router) if blocked else None
 
 
 def requeue_lost(db: DbSession, session_id: str, reason: str) -> bool:

@@ -10,10 +10,20 @@ but reactivates an unhealthy agent only when its streak was already reset (by a 
 health check, a successful task or an operator); otherwise the next health check, seeing the
 fresh heartbeat, decides. Operators reactivate directly with PATCH status=active or by turning
 maintenance off; both reset the streak.
+
+Endpoints must be allowed by AGENT_ENDPOINT_ALLOW (`app/drivers/endpoints.py`). A new endpoint
+drops the stored credentials (config username and password) unless the same change sets a new
+config, so a server an agent is pointed at never receives the password of the previous one.
+
+A change that may let an agent take blocked tasks (it is routable afterwards and a fact routing
+filters on changed) is remembered in the DB session (`note_if_available`); once the
+transaction commits, the caller takes the ids (`take_available`) and wakes the sessions with
+blocked tasks (`recovery.resume_blocked`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
+from app.drivers import endpoints
 from models import Agent, SessionTask
 from models.base import utcnow
 from models.enums import AgentDriver, AgentStatus
@@ -30,10 +41,43 @@ from .performance import BUSY_STATUSES, agent_loads
 
 __all__ = [
     "agent_loads", "busy_tasks", "deregister_agent", "get_agent", "list_agents",
-    "missing_capabilities", "record_heartbeat", "register_agent", "set_maintenance", "update_agent",
+    "missing_capabilities", "note_if_available", "record_heartbeat", "register_agent",
+    "routing_facts", "set_maintenance", "take_available", "update_agent",
 ]  # fmt: skip
 
+logger = logging.getLogger(__name__)
+
 SETTABLE_STATUSES = (AgentStatus.ACTIVE, AgentStatus.INACTIVE)
+CREDENTIAL_KEYS = ("username", "password")
+_NOW_AVAILABLE = "agents.now_available"
+
+
+def routing_facts(agent: Agent | None) -> tuple | None:
+    """What routing's hard filters read of an agent (None for no agent yet)."""
+    if agent is None:
+        return None
+    return (AgentStatus(agent.status), bool(agent.maintenance), agent.capacity,
+            tuple(agent.capabilities or ()), AgentDriver(agent.driver),
+            tuple(agent.avoided_technologies or ()))  # fmt: skip
+
+
+def note_if_available(db: DbSession, agent: Agent, before: tuple | None) -> None:
+    """Remember, for after the commit, an agent that is routable now and whose routing facts
+    changed: it may take tasks that were blocked for want of an agent."""
+    if agent.status is AgentStatus.ACTIVE and not agent.maintenance:
+        if routing_facts(agent) != before:
+            db.info.setdefault(_NOW_AVAILABLE, set()).add(agent.id)
+
+
+def take_available(db: DbSession) -> set[str]:
+    """The ids noted by `note_if_available` since the last call (call after the commit)."""
+    return db.info.pop(_NOW_AVAILABLE, set())
+
+
+def _check_endpoint(endpoint: str | None) -> None:
+    problem = endpoints.refusal(endpoint)
+    if problem:
+        raise ValidationFailed(problem, {"endpoint": [problem]})
 
 
 def _flush_unique(db: DbSession, name: str) -> None:
@@ -45,10 +89,12 @@ def _flush_unique(db: DbSession, name: str) -> None:
 
 
 def register_agent(db: DbSession, **fields: Any) -> Agent:
-    """Register a new agent; its name must be unique."""
+    """Register a new agent; its name must be unique, its endpoint allowed."""
+    _check_endpoint(fields.get("endpoint"))
     agent = Agent(**fields)
     db.add(agent)
     _flush_unique(db, fields["name"])
+    note_if_available(db, agent, None)
     return agent
 
 
@@ -91,8 +137,11 @@ def _reactivate(agent: Agent) -> None:
 
 
 def update_agent(db: DbSession, agent_id: str, **changes: Any) -> Agent:
-    """Change an agent's settings; status may be set to active (resets health) or inactive."""
+    """Change an agent's settings; status may be set to active (resets health) or inactive.
+    A new endpoint must be allowed, and drops the stored credentials unless `config` is set
+    too."""
     agent = get_agent(db, agent_id, lock=True)
+    before = routing_facts(agent)
     status = changes.pop("status", None)
     if status is not None and AgentStatus(status) not in SETTABLE_STATUSES:
         message = "Only 'active' or 'inactive' can be set; 'unhealthy' is decided by health."
@@ -102,6 +151,10 @@ def update_agent(db: DbSession, agent_id: str, **changes: Any) -> Agent:
     if driver is AgentDriver.OPENCODE and not endpoint:
         message = "An opencode agent needs the URL of its server."
         raise ValidationFailed(message, {"endpoint": [message]})
+    if "endpoint" in changes:
+        _check_endpoint(changes["endpoint"])
+        if not endpoints.same_endpoint(changes["endpoint"], agent.endpoint):
+            _drop_credentials(agent, changes)
     for name, value in changes.items():
         setattr(agent, name, value)
     if status is not None:
@@ -110,7 +163,20 @@ def update_agent(db: DbSession, agent_id: str, **changes: Any) -> Agent:
         else:
             agent.status = AgentStatus.INACTIVE
     _flush_unique(db, agent.name)
+    note_if_available(db, agent, before)
     return agent
+
+
+def _drop_credentials(agent: Agent, changes: dict[str, Any]) -> None:
+    """The endpoint changes: keep the config but its credentials, unless a new one is set."""
+    if "config" in changes:
+        return
+    config = dict(agent.config or {})
+    dropped = [key for key in CREDENTIAL_KEYS if config.pop(key, None) is not None]
+    if dropped:
+        changes["config"] = config
+        logger.info("agent endpoint changed, credentials dropped agent_id=%s keys=%s",
+                    agent.id, ",".join(dropped))  # fmt: skip
 
 
 def busy_tasks(db: DbSession, agent_id: str) -> int:
@@ -139,6 +205,7 @@ def deregister_agent(db: DbSession, agent_id: str) -> Agent:
 def set_maintenance(db: DbSession, agent_id: str, on: bool, reason: str | None = None) -> Agent:
     """Put an agent in maintenance (out of routing) or take it out, which resets its health."""
     agent = get_agent(db, agent_id, lock=True)
+    before = routing_facts(agent)
     agent.maintenance = on
     agent.maintenance_reason = reason if on else None
     if not on and agent.status is AgentStatus.UNHEALTHY:
@@ -146,6 +213,7 @@ def set_maintenance(db: DbSession, agent_id: str, on: bool, reason: str | None =
     elif not on:
         agent.consecutive_failures = 0
     db.flush()
+    note_if_available(db, agent, before)
     return agent
 
 
@@ -155,10 +223,12 @@ def record_heartbeat(db: DbSession, agent_id: str) -> Agent:
     agent = get_agent(db, agent_id, lock=True)
     if agent.status is AgentStatus.INACTIVE:
         raise Conflict(f"Agent {agent.name} is deregistered; PATCH status=active to bring it back.")
+    before = routing_facts(agent)
     agent.last_heartbeat_at = utcnow()
     if agent.status is AgentStatus.UNHEALTHY and not agent.consecutive_failures:
         agent.status, agent.health_reason = AgentStatus.ACTIVE, None
     db.flush()
+    note_if_available(db, agent, before)
     return agent
 
 

@@ -16,13 +16,14 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
+from app.drivers import endpoints
 from app.drivers.opencode_client import OpenCodeClient, Timeouts
-from app.logging_config import redact_text
 from app.workspaces import remove_worktrees
 from models import Agent, Checkpoint, Session, SessionEvent
 from models.base import utcnow
 from models.enums import SESSION_FINISHED, AgentStatus, SessionStatus
 
+from .agents import note_if_available
 from .events import record_event
 
 logger = logging.getLogger(__name__)
@@ -42,21 +43,21 @@ class HealthPolicy:
 
 
 def probe(driver: str, endpoint: str | None, config: dict, timeout: float = 5.0) -> str | None:
-    """Why an OpenCode server is not healthy (GET /global/health), or None when it is."""
+    """Why an OpenCode server is not healthy (GET /global/health, no redirects followed), or
+    None when it is. The reason is a fixed short text: nothing the server answered is copied."""
     if not endpoint:
         return "no endpoint configured"
+    if endpoints.refusal(endpoint):
+        return "endpoint not allowed by AGENT_ENDPOINT_ALLOW"
     client = OpenCodeClient(endpoint, username=config.get("username"),
                             password=config.get("password"), retry_attempts=1,
                             timeouts=Timeouts(connect=timeout, health=timeout))  # fmt: skip
     try:
-        status = client.health()
+        return client.health_problem()
     except Exception as error:  # any failure to answer is the finding, not a crash
-        return redact_text(f"GET /global/health failed: {type(error).__name__}: {error}")[:500]
+        return f"health check failed ({type(error).__name__})"
     finally:
         client.close()
-    if not isinstance(status, dict) or not status.get("healthy"):
-        return redact_text(f"server reports unhealthy: {status}")[:500]
-    return None
 
 
 def agents_due_for_health_check(db: DbSession) -> list[str]:
@@ -100,6 +101,7 @@ def record_health(
     if agent.status != before:
         logger.warning("agent_health agent_id=%s name=%s status=%s reason=%s", agent.id,
                        agent.name, agent.status.value, agent.health_reason)  # fmt: skip
+        note_if_available(db, agent, None)  # health restored: it may take blocked tasks
     return agent.status
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import requests
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from app.drivers import endpoints
 from app.drivers.base import AgentSpec
 from app.drivers.opencode_client import (
     BREAKERS,
@@ -173,6 +174,9 @@ def ask_planner_agent(
     """Send the planning prompt with a JSON-schema format; return (answer, opencode session id)."""
     if not agent.endpoint:
         raise PlannerAgentFailed(f"agent {agent.name} has no OpenCode endpoint")
+    refused = endpoints.refusal(agent.endpoint)
+    if refused:
+        raise PlannerAgentFailed(f"agent {agent.name}: {refused}")
     breaker = BREAKERS.get(agent.endpoint)
     if not breaker.allow():
         raise PlannerAgentFailed(f"OpenCode server of {agent.name} is unavailable (circuit open)")
@@ -235,7 +239,10 @@ def _post_message(
             params=params,
             auth=auth,
             timeout=(client.timeouts.connect, timeout),
+            allow_redirects=False,  # the agent's credentials go to its own server only
         )
+    if 300 <= response.status_code < 400:
+        raise OpenCodeError(f"HTTP {response.status_code}: redirects are not followed")
     if response.status_code >= 500:
         raise OpenCodeUnavailable(f"HTTP {response.status_code}: {response.text[:300]}")
     if response.status_code >= 400:

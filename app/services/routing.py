@@ -254,10 +254,20 @@ _AGENTS_WITH_LOAD = (
 )
 
 
+def agents_with_load(db: DbSession) -> tuple[list, dict[str, int]]:
+    """Every agent as a plain row, and the current load by agent id, in one statement."""
+    rows = db.execute(_AGENTS_WITH_LOAD).all()
+    return rows, {row.id: row.current_load for row in rows}
+
+
 def route_task(
     db: DbSession, required_capabilities: Iterable[str], require_driver: str | None = None
 ) -> RoutingDecision:
     """`route` for the engine's claims: one statement, agents read as rows, not ORM objects."""
-    rows = db.execute(_AGENTS_WITH_LOAD).all()
-    loads = {row.id: row.current_load for row in rows}
+    rows, loads = agents_with_load(db)
     return rank(rows, loads, required_capabilities, require_driver=require_driver)
+
+
+def task_driver(has_command: bool) -> str | None:
+    """The driver a task requires: a task without a command needs an `opencode` agent."""
+    return None if has_command else AgentDriver.OPENCODE.value

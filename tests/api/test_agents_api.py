@@ -40,7 +40,7 @@ def test_patch_validation_conflicts_and_unknown_ids(client, db):
         response = client.patch(url, json=body)
         assert response.status_code == 422, body
         assert field in response.json["errors"], response.json
-    switched = client.patch(url, json={"driver": "opencode", "endpoint": "http://oc:4096"})
+    switched = client.patch(url, json={"driver": "opencode", "endpoint": "http://127.0.0.1:4096"})
     assert switched.json["driver"] == "opencode"
     assert client.patch(f"{BASE}/nope", json={"capacity": 2}).status_code == 404
 
@@ -136,7 +136,8 @@ def test_list_filters_combine(client, db):
 
 def test_route_dry_run_shape(client, db):
     register(client, name="builder")
-    register(client, name="planner", type="architect", driver="opencode", endpoint="http://oc:4096",
+    register(client, name="planner", type="architect", driver="opencode",
+             endpoint="http://127.0.0.1:4096",
              capabilities=["code_generation", "system_design"])  # fmt: skip
     body = {"required_capabilities": ["code_generation"], "technologies": ["python"],
             "complexity": "expert", "prefer_driver": "opencode"}  # fmt: skip

@@ -4,6 +4,7 @@ the runner on real PostgreSQL and Redis, with a shell agent running real command
 import subprocess
 
 import pytest
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError
 
@@ -33,7 +34,9 @@ def make_session(db, tasks, workdir=None, max_attempts=2):
     data = {"title": "t", "prompt": "p", "dag": {"tasks": specs}}
     if workdir:
         data["workdir"] = str(workdir)
-    session, _ = sessions.create_session(db, data)
+    # Under WORKSPACE_ROOT, as the API does: a root worker gives such a workdir to COMMAND_USER.
+    root = current_app.config["WORKSPACE_ROOT"]
+    session, _ = sessions.create_session(db, data, workspace_root=root)
     sessions.start_session(db, session)
     db.commit()
     dispatch = launch(db, session.id)

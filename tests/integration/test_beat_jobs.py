@@ -94,7 +94,7 @@ def test_agent_health_marks_unreachable_and_silent_agents_unhealthy_and_recovers
         jobs.agent_health(heartbeat_timeout_s=120, failures_before_unhealthy=2)
     db.expire_all()
     assert db.get(Agent, down.id).status is AgentStatus.UNHEALTHY
-    assert "/global/health" in db.get(Agent, down.id).health_reason
+    assert db.get(Agent, down.id).health_reason == "server unreachable (cannot connect)"
     assert "unhealthy" in db.get(Agent, flaky.id).health_reason
     assert db.get(Agent, silent.id).status is AgentStatus.UNHEALTHY
     assert db.get(Agent, silent.id).health_reason.startswith("no heartbeat for")
@@ -166,8 +166,9 @@ def test_retention_prunes_old_finished_sessions_only(db, fanned_out):
     kept = db.execute(select(BeatJobRun.job, BeatJobRun.started_at).where(
         BeatJobRun.job.in_(["x.job", "y.job"]))).all()  # fmt: skip
     assert sorted(job for job, _ in kept) == ["x.job", "y.job"]  # y's newest run is kept
-    assert last_run(db, "maintenance.retention").details == {
-        "sessions": 2, "job_runs_deleted": 2, "duration_s": pytest.approx(0, abs=30)}  # fmt: skip
+    details = last_run(db, "maintenance.retention").details
+    assert details.pop("duration_s") >= 0  # recorded, whatever it took
+    assert details == {"sessions": 2, "job_runs_deleted": 2}
 
     fanned_out.clear()
     jobs.retention(older_than_days=30, job_runs_days=14)

@@ -34,7 +34,9 @@ def test_procfile_runs_every_process_with_shared_metrics():
     assert "gunicorn" in lines["web"] and "wsgi:app" in lines["web"]
     for name in ("web", "worker", "beat"):
         assert "PROMETHEUS_MULTIPROC_DIR" in lines[name], name
-    assert "--basic-auth=" in lines["flower"]
+    # Flower reads FLOWER_BASIC_AUTH from its environment: never the password in argv.
+    assert "basic-auth" not in lines["flower"]
+    assert '"${FLOWER_BASIC_AUTH:?' in lines["flower"]  # refuses to start without it
 
 
 def test_compose_file_has_every_service_with_health_checks_and_start_order():
@@ -54,7 +56,13 @@ def test_compose_file_has_every_service_with_health_checks_and_start_order():
         env["PROMETHEUS_MULTIPROC_DIR"]
         and "metrics:" + env["PROMETHEUS_MULTIPROC_DIR"] in (services["worker"]["volumes"])
     )
-    assert "--basic-auth" in (ROOT / "docker" / "entrypoint.sh").read_text()
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "basic-auth" not in entrypoint and '"${FLOWER_BASIC_AUTH:?' in entrypoint
+    with_password = {
+        name for name, service in services.items()
+        if "FLOWER_BASIC_AUTH" in service.get("environment", {})
+    }  # fmt: skip
+    assert with_password == {"flower"}  # web, worker and beat never hold Flower's password
 
 
 def test_docker_compose_config_accepts_the_file():
