@@ -6,9 +6,6 @@ import os
 import secrets
 from pathlib import Path
 
-# OpenCode servers agents may name (app/drivers/endpoints.py): the loopback interface, any port.
-DEFAULT_AGENT_ENDPOINT_ALLOW = "127.0.0.1,localhost,[::1]"
-
 
 class ConfigError(RuntimeError):
     """The configuration is missing something the process cannot run without."""
@@ -56,7 +53,8 @@ def load_config(overrides: dict | None = None) -> dict:
         # Event streams (SSE): how many one token may hold open, and how long one stays open.
         "STREAMS_PER_TOKEN": int(env.get("STREAMS_PER_TOKEN", "20")),
         "STREAM_MAX_SECONDS": float(env.get("STREAM_MAX_SECONDS", "300")),
-        "AGENT_ENDPOINT_ALLOW": env.get("AGENT_ENDPOINT_ALLOW", DEFAULT_AGENT_ENDPOINT_ALLOW),
+        # OpenCode servers agents may name; unset: app/drivers/endpoints.py's default (loopback).
+        "AGENT_ENDPOINT_ALLOW": env.get("AGENT_ENDPOINT_ALLOW"),
     }
     config.update(overrides or {})
     missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not config[name]]
@@ -66,7 +64,8 @@ def load_config(overrides: dict | None = None) -> dict:
             "`orchestrator standalone`) starts embedded PostgreSQL and Redis and sets them."
         )
     config["DATABASE_URL"] = _normalize_database_url(config["DATABASE_URL"])
-    _check_endpoint_allow(config["AGENT_ENDPOINT_ALLOW"])
+    if config["AGENT_ENDPOINT_ALLOW"]:
+        _check_endpoint_allow(config["AGENT_ENDPOINT_ALLOW"])
     config["CELERY_BROKER_URL"] = config["CELERY_BROKER_URL"] or config["REDIS_URL"]
     config["CELERY_RESULT_BACKEND"] = config["CELERY_RESULT_BACKEND"] or config["REDIS_URL"]
     if not config["SECRET_KEY"]:
@@ -78,7 +77,7 @@ def load_config(overrides: dict | None = None) -> dict:
 
 def _check_endpoint_allow(text: str) -> None:
     """Fail at start on an AGENT_ENDPOINT_ALLOW entry that is neither a URL nor a host."""
-    from app.drivers.endpoints import InvalidAllowList, policy_for  # it imports this module
+    from app.drivers.endpoints import InvalidAllowList, policy_for
 
     try:
         policy_for(text)

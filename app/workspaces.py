@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from app.drivers import sandbox
+import app.sandbox as sandbox
 
 logger = logging.getLogger(__name__)
 

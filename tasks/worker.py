@@ -3,7 +3,7 @@
 from celery.signals import worker_init, worker_process_init
 
 from app import create_app
-from app.drivers.sandbox import hide_worker_from_commands
+from app.sandbox import hide_worker_from_commands
 from app.extensions import db
 
 flask_app = create_app()

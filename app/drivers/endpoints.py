@@ -10,7 +10,7 @@ AGENT_ENDPOINT_ALLOW is a comma-separated list of entries, each one of:
   any port unless one is named;
 - `*`: any http(s) endpoint (turns the check off).
 
-The default (`config.DEFAULT_AGENT_ENDPOINT_ALLOW`) is the loopback interface on any port, which
+The default (`DEFAULT_AGENT_ENDPOINT_ALLOW`) is the loopback interface on any port, which
 is where `make run` and the tests start their OpenCode servers. Hosts are compared as written
 (no DNS lookup): `http://2130706433/` is not `127.0.0.1`. Endpoints with credentials in the URL
 (`http://user:pass@host`) are refused everywhere: credentials belong in the agent's config.
@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
 
-from app.config import DEFAULT_AGENT_ENDPOINT_ALLOW
-
 SETTING = "AGENT_ENDPOINT_ALLOW"
 SCHEMES = ("http", "https")
+# The loopback interface, any port.
+DEFAULT_AGENT_ENDPOINT_ALLOW = "127.0.0.1,localhost,[::1]"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -131,9 +131,9 @@ def policy_for(text: str) -> EndpointPolicy:
 def configured_policy() -> EndpointPolicy:
     """The policy of the running app (of the environment outside an app context)."""
     if has_app_context():
-        text = current_app.config.get(SETTING, DEFAULT_AGENT_ENDPOINT_ALLOW)
+        text = current_app.config.get(SETTING) or DEFAULT_AGENT_ENDPOINT_ALLOW
     else:
-        text = os.environ.get(SETTING, DEFAULT_AGENT_ENDPOINT_ALLOW)
+        text = os.environ.get(SETTING) or DEFAULT_AGENT_ENDPOINT_ALLOW
     return policy_for(text)
 
 

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from app.drivers import endpoints
+import app.drivers.endpoints as endpoints
 from app.drivers.base import AgentSpec, DriverJob, DriverResult
 from app.drivers.opencode_client import (
     BREAKERS,

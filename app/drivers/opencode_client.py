@@ -16,7 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from urllib3.exceptions import ConnectTimeoutError
 
-from app.drivers import endpoints
+import app.drivers.endpoints as endpoints
 from app.drivers.opencode_events import EventStream
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from flask import current_app, has_app_context
 
-from . import sandbox
+import app.sandbox as sandbox
+
 from .base import DriverJob, DriverResult
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class ShellDriver:
     """Run `job.command` with bash; exit code 0 is success, the output tails are kept.
 
     The command gets a minimal environment and, under a root worker, runs as COMMAND_USER
-    (`app/drivers/sandbox.py`).
+    (`app/sandbox.py`).
     """
 
     name = "shell"

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.drivers import sandbox
+import app.sandbox as sandbox
 from app.planning.complexity import ComplexityLevel
 from app.schemas.limits import MAX_CAPABILITIES, MAX_TECHNOLOGIES, at_most
 from app.services.performance import LoadLevel, Tier

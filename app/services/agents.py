@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
-from app.drivers import endpoints
+import app.drivers.endpoints as endpoints
 from models import Agent, SessionTask
 from models.base import utcnow
 from models.enums import AgentDriver, AgentStatus

@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import aliased
 
-from app.drivers import endpoints
+import app.drivers.endpoints as endpoints
 from app.drivers.opencode_client import OpenCodeClient, Timeouts
 from app.workspaces import remove_worktrees
 from models import Agent, Checkpoint, Session, SessionEvent

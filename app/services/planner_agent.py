@@ -10,7 +10,7 @@ from typing import Any
 import requests
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from app.drivers import endpoints
+import app.drivers.endpoints as endpoints
 from app.drivers.base import AgentSpec
 from app.drivers.opencode_client import (
     BREAKERS,

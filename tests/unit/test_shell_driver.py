@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.drivers import sandbox
+import app.sandbox as sandbox
 from app.drivers.base import AgentSpec, DriverJob
 from app.drivers.shell import ShellDriver
 from app.workspaces import commit_all, create_worktree, ensure_repository, git
@@ -56,7 +56,7 @@ def test_cancel_stops_the_command_and_is_not_retried(tmp_path):
     assert result.error == "Command cancelled."
 
 
-# --- The command's environment and user (app/drivers/sandbox.py) ---------------------------
+# --- The command's environment and user (app/sandbox.py) ---------------------------
 
 WORKER_SECRETS = {
     "DATABASE_URL": "postgresql://orch:db-password-1@127.0.0.1:5432/orch",
@@ -232,7 +232,7 @@ def test_a_non_root_worker_hides_its_environment_from_commands_of_its_own_user()
         user = sandbox.command_user()
         prefix = ["setpriv", "--reuid", str(user.uid), "--regid", str(user.gid), "--clear-groups"]
         python = "/usr/bin/python3"
-    module = str(ROOT / "app" / "drivers" / "sandbox.py")
+    module = str(ROOT / "app" / "sandbox.py")
     env = {"PATH": "/usr/bin:/bin", "WORKER_SECRET": "s3"}
     for mode, expected in (("show", "LEAKED"), ("hide", "HIDDEN")):
         probe = subprocess.run([*prefix, python, "-c", WORKER_PROBE, module, mode], env=env,
