@@ -1,10 +1,16 @@
-"""Embedded PostgreSQL and Valkey (Redis protocol) from PyPI wheels, for tests and laptops."""
+"""Embedded PostgreSQL and Valkey (Redis protocol) from PyPI wheels, for tests and laptops.
+
+Both listen on 127.0.0.1 only and require a password, generated on first start and kept in a
+`password` file (mode 0600) under the server's root, so a restart reaches the existing data.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import pwd
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +41,23 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stored_password(path: Path) -> str:
+    """The password kept in `path` (mode 0600), generated there on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(24)  # URL-safe: goes into URLs unescaped
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(password + "\n")
+    return password
 
 
 def _running_as_root() -> bool:
@@ -74,11 +97,16 @@ class EmbeddedPostgres:
         self.log = self.root / "postgres.log"
         self.port = port or free_port()
         self.durable = durable
+        self.password_file = self.root / "password"
         self._user: str | None = None
 
     @property
+    def password(self) -> str:
+        return stored_password(self.password_file)
+
+    @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg2://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         command = [str(self.bin / tool), *args]
@@ -96,10 +124,29 @@ class EmbeddedPostgres:
             shutil.chown(self.root, user.pw_uid, user.pw_gid)
             if self.data.exists():
                 shutil.chown(self.data, user.pw_uid, user.pw_gid)
+        self.password  # noqa: B018 (created before initdb reads it)
+        if self._user:
+            shutil.chown(self.password_file, self._user, self._user)
         if not (self.data / "PG_VERSION").exists():
-            self._run(
-                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "utf8"
-            )
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
+                      f"--pwfile={self.password_file}", "-E", "utf8")  # fmt: skip
+
+    def _require_passwords(self) -> None:
+        """A data directory made before passwords (pg_hba `trust`): set the password, switch
+        its rules to scram-sha-256 and reload."""
+        hba = self.data / "pg_hba.conf"
+        rules = hba.read_text()
+        if not re.search(r"^[^#\n]*\btrust\s*$", rules, re.M):
+            return
+        import psycopg2
+
+        with psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres") as connection:
+            with connection.cursor() as cursor:
+                cursor.execute("ALTER ROLE postgres PASSWORD %s", (self.password,))
+        connection.close()
+        hba.write_text(re.sub(r"\btrust(\s*)$", r"scram-sha-256\1", rules, flags=re.M))
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+        logger.info("embedded postgres now requires a password data=%s", self.data)
 
     def start(self) -> str:
         """Initialise the data directory if needed, start the server, return its URL."""
@@ -109,6 +156,7 @@ class EmbeddedPostgres:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
         wait_for_port(self.port)
+        self._require_passwords()
         logger.info("embedded postgres started port=%s data=%s", self.port, self.data)
         return self.url
 
@@ -138,24 +186,35 @@ class EmbeddedRedis:
         self.root = Path(root).resolve()
         self.port = port or free_port()
         self.persistent = persistent
+        self.password_file = self.root / "password"
         self.process: subprocess.Popen | None = None
 
     @property
+    def password(self) -> str:
+        return stored_password(self.password_file)
+
+    @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
         """Start the server and return its URL."""
         self.root.mkdir(parents=True, exist_ok=True)
+        # The password goes in a 0600 config file: a command line is readable by every user.
+        config = self.root / "valkey.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(f"requirepass {self.password}\n")
         command = [
             str(self.binary),
+            str(config),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.root),
             "--logfile", str(self.root / "valkey.log"),
             "--save", "60 1" if self.persistent else "",
             "--appendonly", "no",
-            "--protected-mode", "no",
+            "--protected-mode", "yes",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         wait_for_port(self.port)

@@ -1,10 +1,13 @@
 """The standalone stack (like `airflow standalone`): embedded services when no URLs are given,
-migrations, then API, worker, beat and Flower as child processes that end with this one."""
+migrations, then API, worker, beat and Flower as supervised child processes that end with this
+one. Under root, web, beat and Flower run as SERVICE_USER; the worker stays root so that its
+commands run as COMMAND_USER, a user that can reach neither the worker nor the services."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import secrets
 import signal
 import socket
@@ -23,11 +26,23 @@ from app.cli.client import EXIT_FAILED, EXIT_OK, ApiClient, CliError, in_databas
 from app.services import tokens
 from models import ApiToken
 
-from .servers import EmbeddedPostgres, EmbeddedRedis, free_port, wait_for_port
+from .servers import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    _ensure_traversable,
+    _running_as_root,
+    free_port,
+    wait_for_port,
+)
+from .supervisor import GAVE_UP, Supervisor
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
+# Not `orchestrator` (PostgreSQL's, owner of the data directory) nor COMMAND_USER.
+SERVICE_USER = "orch-service"
+# Run as SERVICE_USER when started as root; the worker runs as root (see the module docstring).
+DROPPED = ("web", "beat", "flower")
 
 
 def reset_metrics_dir(path: Path) -> None:
@@ -35,6 +50,18 @@ def reset_metrics_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
+
+
+def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd:
+    """The unprivileged system user web, beat and Flower run as, created on first use."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "-s", "/usr/sbin/nologin",
+             name], check=True, capture_output=True,
+        )  # fmt: skip
+        return pwd.getpwnam(name)
 
 
 def port_or_free(preferred: int) -> int:
@@ -56,8 +83,15 @@ class Stack:
     flower_port: int = 5555
     worker_concurrency: int = 8
     env: dict = field(default_factory=lambda: dict(os.environ))
-    children: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Restarts and give-ups are logged as warnings: on the console's stderr.
+    supervisor: Supervisor = field(default_factory=Supervisor)
     embedded: list = field(default_factory=list)
+    service_user: pwd.struct_passwd | None = None
+
+    @property
+    def children(self) -> dict[str, subprocess.Popen]:
+        """Each supervised process's current Popen."""
+        return {name: child.process for name, child in self.supervisor.children.items()}
 
     @property
     def api_url(self) -> str:
@@ -99,32 +133,63 @@ class Stack:
             capture_output=True,
         )
 
+    def drop_root(self) -> None:
+        """Under root: pick SERVICE_USER for web, beat and Flower, and hand it what they write
+        (their HOME and beat's schedule in `home/service`, the metrics directory)."""
+        if not _running_as_root():
+            return
+        user = ensure_service_user()
+        _ensure_traversable(Path(os.path.realpath(sys.executable)).parent)
+        _ensure_traversable(ROOT)
+        _ensure_traversable(self.home)
+        service_home = self.home / "service"
+        service_home.mkdir(exist_ok=True)
+        for path in (service_home, Path(self.env["PROMETHEUS_MULTIPROC_DIR"])):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        self.service_user = user
+
+    def _command(self, name: str, command: list[str], env: dict):
+        """A function that starts `name` (again): its log appended to, as its user."""
+        user = self.service_user if name in DROPPED else None
+        options: dict = {}
+        if user is not None:
+            env = {**env, "HOME": str(self.home / "service"), "USER": user.pw_name,
+                   "LOGNAME": user.pw_name}  # fmt: skip
+            options = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+        def start() -> subprocess.Popen:
+            with open(self.home / f"{name}.log", "ab") as log:
+                return subprocess.Popen(
+                    command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True, **options,
+                )  # fmt: skip
+
+        return start
+
     def _spawn(self, name: str, command: list[str], env: dict | None = None) -> None:
-        log = open(self.home / f"{name}.log", "ab")
-        self.children[name] = subprocess.Popen(
-            command, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        self.supervisor.add(name, self._command(name, command, env or self.env))
 
     def start_processes(self) -> None:
-        """Start web, worker, beat and Flower."""
+        """Start web, worker, beat and Flower under the supervisor."""
+        self.drop_root()
         self.api_port = port_or_free(self.api_port)
         self.flower_port = port_or_free(self.flower_port)
         bin_dir = Path(sys.executable).parent
-        self._spawn("web", [str(bin_dir / "gunicorn"), "--workers", "2", "--threads", "4",
-                            "--bind", f"127.0.0.1:{self.api_port}", "wsgi:app"])  # fmt: skip
+        self._spawn("web", [str(bin_dir / "gunicorn"), "--worker-class", "gevent",
+                            "--workers", "2", "--bind", f"127.0.0.1:{self.api_port}",
+                            "wsgi:app"])  # fmt: skip
         celery = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
         self._spawn("worker", [*celery, "worker", "-Q", "control,agents", "-P", "threads",
                                "-c", str(self.worker_concurrency), "-l", "info",
                                "-n", "standalone@%h"])  # fmt: skip
-        self._spawn("beat", [*celery, "beat", "-l", "info",
-                             "-s", str(self.home / "celerybeat-schedule")])  # fmt: skip
+        schedule = self.home / ("service" if self.service_user else "") / "celerybeat-schedule"
+        self._spawn("beat", [*celery, "beat", "-l", "info", "-s", str(schedule)])
         # Flower serves its own metrics; keep them out of the shared multiprocess directory.
+        # It reads FLOWER_BASIC_AUTH from its environment: no password on a command line.
         flower_env = {k: v for k, v in self.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         self._spawn("flower", [*celery, "flower", f"--port={self.flower_port}",
-                               "--address=127.0.0.1",
-                               f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}"],
-                    env=flower_env)  # fmt: skip
+                               "--address=127.0.0.1"], env=flower_env)  # fmt: skip
+        self.supervisor.watch()
         wait_for_port(self.api_port, timeout=60)
         self.wait_healthy()
 
@@ -142,25 +207,21 @@ class Stack:
         raise RuntimeError(f"the API did not become ready; see {self.home / 'web.log'}")
 
     def check_children(self) -> None:
-        """Raise if a child process has exited."""
-        for name, process in self.children.items():
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with code {process.returncode}; see {self.home / name}.log"
-                )
+        """During startup: raise if the web process exited (it is not ready yet) or the
+        supervisor gave up on a process. Later crashes are the supervisor's to restart."""
+        for name, child in self.supervisor.children.items():
+            if child.state == GAVE_UP or (name == "web" and child.exits):
+                code = child.exits[-1] if child.exits else "?"
+                raise RuntimeError(f"{name} exited with code {code}; see {self.home / name}.log")
+
+    def serving(self) -> bool:
+        """False once the supervisor gave up on every process."""
+        children = self.supervisor.children.values()
+        return not children or any(child.state != GAVE_UP for child in children)
 
     def stop(self) -> None:
-        """Stop every child, then the embedded servers."""
-        for process in self.children.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in self.children.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """Stop every child (also those waiting to be restarted), then the embedded servers."""
+        self.supervisor.stop()
         for server in reversed(self.embedded):
             server.stop()
 
@@ -220,9 +281,9 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
                   f"{final.get('workdir')}.")  # fmt: skip
         print(f"Serving. Submit more with:\n  export ORCH_TOKEN=$(cat {stack.home}/admin-token)\n"
               f"  orchestrator --api {stack.api_url} submit FILE --watch")  # fmt: skip
-        while True:
-            stack.check_children()
+        while stack.serving():
             time.sleep(1)
+        raise RuntimeError(f"every process kept crashing; see {stack.home}/*.log")
     except KeyboardInterrupt:
         print("\nStopping…")
         return EXIT_OK
