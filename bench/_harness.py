@@ -115,21 +115,16 @@ class Processes:
             ready_marker=b" ready.", cwd=cwd,
         )  # fmt: skip
 
-    def api(self) -> str:
+    def api(self, worker_class: str = "gevent") -> str:
+        """Start the API as the Procfile does (2 gevent workers); `gthread` starts it as it was
+        run before (2 workers x 4 threads), for comparisons."""
         port = free_port()
-        self.start(
-            "web",
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "wsgi:app",
-            ],
-        )
+        gunicorn = [str(Path(sys.executable).parent / "gunicorn"), "--workers", "2"]
+        if worker_class == "gthread":
+            gunicorn += ["--worker-class", "gthread", "--threads", "4"]
+        else:
+            gunicorn += ["--worker-class", worker_class]
+        self.start(f"web-{worker_class}", [*gunicorn, "--bind", f"127.0.0.1:{port}", "wsgi:app"])
         wait_for_port(port)
         return f"http://127.0.0.1:{port}"
 

@@ -22,7 +22,9 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 case "${1:-web}" in
   release) exec alembic upgrade head ;;
   web)     alembic upgrade head
-           exec gunicorn --workers "${WEB_CONCURRENCY:-2}" --threads 4 --bind "0.0.0.0:${PORT:-5000}" wsgi:app ;;
+           # gevent workers: an open event stream is a greenlet, not one of a few threads.
+           exec gunicorn --worker-class gevent --workers "${WEB_CONCURRENCY:-2}" \
+             --worker-connections "${WEB_CONNECTIONS:-1000}" --bind "0.0.0.0:${PORT:-5000}" wsgi:app ;;
   worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-20}" -l info ;;
   beat)    exec celery -A tasks.worker beat -l info -s /tmp/celerybeat-schedule ;;
   flower)  unset PROMETHEUS_MULTIPROC_DIR

@@ -32,14 +32,20 @@ class Checkpoint(Base):
 
 
 class SessionEvent(Base):
-    """One entry of a session's audit trail; ids grow monotonically for stream replay."""
+    """One entry of a session's audit trail.
+
+    `seq` numbers a session's events 1, 2, 3, … in commit order (`app/services/events.py`
+    hands it out under the session's row lock), so a reader that has seen `seq` N has seen
+    every event before it: streams replay and resume by `seq`, never by `id`."""
 
     __tablename__ = "session_events"
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq", name="uq_session_events_session_id_seq"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
-    )
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
     task_id: Mapped[str | None] = mapped_column(String(36))
     agent_id: Mapped[str | None] = mapped_column(String(36))
     type: Mapped[str] = mapped_column(String(64))

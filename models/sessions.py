@@ -66,6 +66,9 @@ class Session(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # The `seq` of the session's last event; only `record_event` changes it, in SQL (the ORM's
+    # copy is not refreshed).
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # Which planner made the DAG and why (empty for a DAG the request carried).

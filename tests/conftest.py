@@ -51,7 +51,7 @@ def services_root():
 def tmp_path(tmp_path, services_root):
     """pytest's tmp_path, or, when tests run as root, a fresh directory that shell commands
     can write in: they run as COMMAND_USER, who cannot enter pytest's private (0700) ones."""
-    from app.drivers.sandbox import command_user
+    from app.sandbox import command_user
 
     user = command_user()
     if user is None:

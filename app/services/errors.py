@@ -28,4 +28,11 @@ class ValidationFailed(DomainError):
     status = 422
 
 
-__all__ = ["Conflict", "DomainError", "InvalidTransition", "NotFound", "ValidationFailed"]
+class TooManyRequests(DomainError):
+    status = 429
+
+
+__all__ = [
+    "Conflict", "DomainError", "InvalidTransition", "NotFound", "TooManyRequests",
+    "ValidationFailed",
+]  # fmt: skip

@@ -77,7 +77,8 @@ def test_events_page_and_stream_with_replay(client, db, session_id):
     types = [event["type"] for event in page["items"]]
     assert types[:2] == ["session.created", "session.queued"]
     assert types[-1] == "session.cancel"
-    second = page["items"][1]["id"]
+    assert [e["seq"] for e in page["items"]] == list(range(1, len(page["items"]) + 1))
+    second = page["items"][1]["seq"]
     after = client.get(f"/api/v1/sessions/{session_id}/events?after={second}").json["items"]
     assert [e["id"] for e in after] == [e["id"] for e in page["items"][2:]]
 
@@ -86,7 +87,7 @@ def test_events_page_and_stream_with_replay(client, db, session_id):
     assert stream.mimetype == "text/event-stream"
     frames = [f for f in stream.get_data(as_text=True).split("\n\n") if f.startswith("id:")]
     ids = [int(f.split("\n")[0].removeprefix("id: ")) for f in frames]
-    assert ids == [e["id"] for e in page["items"][2:]]
+    assert ids == [e["seq"] for e in page["items"][2:]]
     last = json.loads(frames[-1].split("data: ", 1)[1])
     assert last["type"] == "session.cancel"
 

@@ -55,7 +55,8 @@ def stack(app, database_url, redis_url, services_root):
     env.pop("ORCH_TOKEN", None)
     port = free_port()
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}"]
+    command = [gunicorn, "--worker-class", "gevent", "--workers", "2",  # as the Procfile
+               "--bind", f"127.0.0.1:{port}"]  # fmt: skip
     log = open(home / "web.log", "ab")
     web = subprocess.Popen([*command, "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=log)
     worker = WorkerProcess(env, home / "worker.log", concurrency=4)

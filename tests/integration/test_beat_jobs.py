@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.locks import FairSemaphore, find_wait_for_cycles
 from app.services import beat_jobs
+from app.services.events import record_event
 from app.workspaces import create_worktree, ensure_repository, git
 from models import Agent, BeatJobRun, Checkpoint, Session, SessionEvent, SessionTask
 from models.base import utcnow
@@ -135,7 +136,7 @@ def make_finished(db, status, finished_ago, checkpoints=(), events=2, workdir=No
     for sequence, key in enumerate(checkpoints, start=1):
         db.add(Checkpoint(session_id=session.id, task_id=tasks[key].id, sequence=sequence))
     for index in range(events):
-        db.add(SessionEvent(session_id=session.id, type=f"e{index}"))
+        record_event(db, session.id, f"e{index}")
     db.commit()
     return session.id
 

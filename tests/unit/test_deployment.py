@@ -73,3 +73,11 @@ def test_docker_compose_config_accepts_the_file():
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "healthcheck" in result.stdout
+
+
+def test_web_runs_gevent_workers_in_the_procfile_and_the_image():
+    # An open event stream holds no request thread (tests/e2e/test_event_streams.py).
+    lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines())
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    for command in (lines["web"], entrypoint):
+        assert "--worker-class gevent" in command and "--threads" not in command
