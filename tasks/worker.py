@@ -3,8 +3,8 @@
 from celery.signals import worker_init, worker_process_init
 
 from app import create_app
-from app.sandbox import hide_worker_from_commands
 from app.extensions import db
+from app.sandbox import hide_worker_from_commands
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
