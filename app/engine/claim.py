@@ -192,24 +192,24 @@ def claim(
         record_event(db, session_id, "task.started", task_id=task_id, agent_id=agent.id,
                      key=row.key, attempt=row.attempt, fence_token=token)  # fmt: skip
     integrated = bool(graph.graph["integrations"] & nx.ancestors(graph, task_id))
-    return DriverJob(
-        session_id=session_id,
-        task_id=task_id,
-        task_key=row.key,
-        attempt=row.attempt,
-        title=row.title,
-        description=row.description,
-        agent=AgentSpec.of(agent),
-        workdir=row.workdir or "",
-        timeout_seconds=float(row.timeout_seconds),
+    return _job(
+        session_id, task_id, row, AgentSpec.of(agent),
         command=row.command,
         prompt=prompt_for(row.title, row.description, row.prompt, context),
         context=context,
         capacity=agent.capacity,
-        queued_at=row.queued_at,
         base_ref=branch_name(session_id, "integration") if integrated else "HEAD",
         started_token=token,
-    )
+    )  # fmt: skip
+
+
+def _job(session_id: str, task_id: str, row, agent: AgentSpec, **rest) -> DriverJob:
+    """The driver job of a claimed row (the `_CLAIM` statement's columns)."""
+    return DriverJob(
+        session_id=session_id, task_id=task_id, task_key=row.key, attempt=row.attempt,
+        title=row.title, description=row.description, agent=agent, workdir=row.workdir or "",
+        timeout_seconds=float(row.timeout_seconds), queued_at=row.queued_at, **rest,
+    )  # fmt: skip
 
 
 def _not_claimed(db: DbSession, session_id: str, task_id: str, epoch: int) -> Dispatch | None:
@@ -255,19 +255,10 @@ def _claim_integration(
     )
     branches = {tid: branch for tid, branch in rows}
     ordered = [branches[tid] for tid in nx.topological_sort(graph) if tid in branches]
-    return DriverJob(
-        session_id=session_id,
-        task_id=task_id,
-        task_key=row.key,
-        attempt=row.attempt,
-        title=row.title,
-        description=row.description,
-        agent=AgentSpec(id="", name="integration", driver="integration"),
-        workdir=row.workdir or "",
-        timeout_seconds=float(row.timeout_seconds),
-        context={"branches": ordered, "target_branch": branch_name(session_id, "integration")},
-        queued_at=row.queued_at,
-    )
+    integrator = AgentSpec(id="", name="integration", driver="integration")
+    target = branch_name(session_id, "integration")
+    return _job(session_id, task_id, row, integrator,
+                context={"branches": ordered, "target_branch": target})  # fmt: skip
 
 
 def prompt_for(title: str, description: str, session_prompt: str | None, context: dict) -> str:
