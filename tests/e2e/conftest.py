@@ -8,9 +8,11 @@ import pytest
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def beat(worker_env, services_root):
-    """A real celery beat running the watchdog and the reconciler every second."""
+    """A real celery beat running the watchdog and the reconciler every second, for one test
+    module: later tests (the integration ones drive the engine by hand) must not have a
+    reconciler relaunching their sessions behind their back."""
     log = open(services_root / "beat.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks.worker", "beat", "-l", "info",

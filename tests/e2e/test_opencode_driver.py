@@ -266,8 +266,9 @@ def test_model_server_down_fails_with_the_connection_error(
     agent = AgentSpec(
         id="a", name="oc", driver="opencode", endpoint=opencode.url, model="down/scripted"
     )
-    # OpenCode itself retries an unreachable model for about 65 s; our deadline cuts that short.
-    result = _driver().run(_job(agent, repo, "hello", timeout=4), threading.Event())
+    # OpenCode itself retries an unreachable model for about 65 s; our deadline cuts that short
+    # (long enough for OpenCode's first retry to be reported on a loaded machine).
+    result = _driver().run(_job(agent, repo, "hello", timeout=12), threading.Event())
     assert not result.succeeded
     assert result.retryable
     assert "while OpenCode retried the model" in result.error
