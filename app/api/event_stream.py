@@ -44,8 +44,15 @@ _WATCHED = select(_sessions.c.id, _sessions.c.status, _sessions.c.event_seq).whe
 )
 # EventSchema's fields, in its order.
 _EVENTS = (
-    select(_events.c.id, _events.c.seq, _events.c.type, _events.c.task_id, _events.c.agent_id,
-           _events.c.data, _events.c.created_at)  # fmt: skip
+    select(
+        _events.c.id,
+        _events.c.seq,
+        _events.c.type,
+        _events.c.task_id,
+        _events.c.agent_id,
+        _events.c.data,
+        _events.c.created_at,
+    )  # fmt: skip
     .where(
         _events.c.session_id == bindparam("p_id"),
         _events.c.seq > bindparam("p_after"),
@@ -128,11 +135,6 @@ class SessionWatcher:
                 if not watches:
                     self._watches.pop(session_id, None)
                     self._seen.pop(session_id, None)
-
-    def watched(self) -> int:
-        """How many streams are watching."""
-        with self._lock:
-            return sum(len(watches) for watches in self._watches.values())
 
     def _ensure_running(self, engine: Engine) -> None:
         self._engine = engine

@@ -108,9 +108,7 @@ def test_a_stream_ends_after_its_lifetime_and_resumes_from_the_id_it_named(
     assert slots.zcard(f"orchestrator:streams:{ADMIN_TOKEN_ID}") == 0  # both slots given back
 
 
-def test_a_reconnection_to_a_finished_session_with_nothing_left_is_told_to_stop(
-    client, session_id
-):
+def test_a_reconnection_to_a_finished_session_with_nothing_left_is_told_to_stop(client, session_id):
     client.post(f"/api/v1/sessions/{session_id}/cancel")
     url = f"/api/v1/sessions/{session_id}/events"
     last = client.get(url).json["next_after"]
