@@ -100,8 +100,9 @@ def event_types(db, session_id):
 def test_worker_killed_mid_task_is_recovered_by_lease(client, agent, worker, beat, db, tmp_path):
     tasks, log = counting_chain(tmp_path, "b", 4)
     session_id = submit(client, tasks)
-    wait_until(lambda: task_status(client, session_id, "b") == "in_progress", 30,
-               message="b to start")  # fmt: skip
+    # "in_progress" is set at the claim, before the command runs: wait for the command itself.
+    wait_until(lambda: log.exists() and "start-b" in log.read_text().split(), 30,
+               message="b's command to start")  # fmt: skip
     worker.kill()
     worker.start()
     session = wait_finished(client, session_id)
