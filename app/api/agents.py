@@ -11,6 +11,7 @@ capacity...), sessions with blocked tasks are woken (`tasks.recovery.wake_blocke
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 from flask import g
@@ -107,17 +108,28 @@ class Route(MethodView):
     @blp.arguments(RouteRequestSchema)
     @blp.response(200, RoutingDecisionSchema)
     def post(self, args):
-        """Dry run: which agent a task would go to, every candidate's score and the reason"""
-        decision = routing.route(
-            db.session,
+        """Dry run: which agent a task would go to, every candidate's score and the reason
+
+        The body is a task as the engine routes it (required_capabilities, technologies,
+        command or not, estimate_hours or a complexity level); the facts are derived and
+        routed by the same functions as a claim, so without prefer_driver and require_driver
+        the answer is the engine's."""
+        facts = routing.task_facts(
             [_plain(capability) for capability in args["required_capabilities"]],
+            args["command"] is not None,
             args["technologies"],
+            args["estimate_hours"],
             args["complexity"],
-            prefer_driver=_plain(args["prefer_driver"]),
-            require_driver=_plain(args["require_driver"]),
+        )
+        if args["require_driver"] is not None:
+            facts = replace(facts, require_driver=_plain(args["require_driver"]))
+        decision = routing.route_task(
+            db.session, facts, prefer_driver=_plain(args["prefer_driver"])
         )
         return {
+            "task": facts,
             "chosen": decision.chosen,
+            "assigned": decision.waitable,
             "candidates": decision.candidates,
             "reason": decision.reason,
             "weights": routing.WEIGHTS,

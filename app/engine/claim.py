@@ -1,34 +1,37 @@
 """Claiming a task: the first step of every task message, on the hot path of every DAG hop.
 
 A message carries (session_id, task_id, epoch). The task is routed first, from the cached
-graph's immutable facts (capabilities, whether it has a command), and then claimed with one
-fenced UPDATE that also records the agent and the new attempt and returns what the driver job
-needs from the task and its session. The statements are built once per process.
+graph's immutable routing facts (capabilities, driver, technologies, complexity), and then
+claimed with one fenced UPDATE that also records the agent and the new attempt and returns
+what the driver job needs from the task and its session. The statements are built once per
+process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import networkx as nx
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session as DbSession
 
 from app.drivers.base import AgentSpec, DriverJob
 from app.services import task_context
 from app.services.events import record_event
-from app.services.routing import route_task, task_driver
+from app.services.routing import route_task
 from app.workspaces import branch_name
 from models import Session, SessionTask, TaskDependency
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, DependencyType, TaskStatus
 
+from . import waitlist
 from .dispatch import Dispatch, dispatch_ready
 from .graph_cache import session_graph
 from .locking import lock_session
+from .worktrees import needs_worktree
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +71,16 @@ _CLAIMABLE = (
 )
 # max_attempts is enforced here: a task whose attempts are used up never runs again.
 _HAS_ATTEMPTS_LEFT = _tasks.c.executions < _tasks.c.max_attempts
-# What every claim records: the agent, the new attempt and who holds it.
+# What every claim records: the agent, the new attempt and who holds it; it leaves any wait list.
 _ASSIGNMENT = {
     "assigned_agent_id": bindparam("p_agent_id"),
     "attempt": _tasks.c.attempt + 1,
     "heartbeat_at": bindparam("p_now"),
     "worker": bindparam("p_worker"),
     "error": None,
+    "waiting_agent_id": None,
+    "waiting_since": None,
+    "woken_at": None,
 }
 _CLAIM = (
     update(_tasks)
@@ -90,6 +96,11 @@ _CLAIM = (
         _tasks.c.queued_at,
         _sessions.c.prompt,
         _sessions.c.workdir,
+        _sessions.c.repository_url,
+        _sessions.c.repository_branch,
+        # A budget covers the attempt (app/engine/budget.py): the session's or the task's.
+        ((_sessions.c.budget != literal({}, JSONB)) | (_tasks.c.budget != literal({}, JSONB)))
+        .label("budgeted"),
     )  # fmt: skip
 )
 # The same claim when the worker already holds a free slot of the chosen agent: the attempt
@@ -106,6 +117,18 @@ _CLAIM_AND_START = (
         branch=None,
     )
     .returning(*_CLAIM.exported_columns)
+)
+# No free slot: the task joins the agent's wait list (`waitlist`) and stays `ready`; a task
+# parked before keeps its place (its waiting_since).
+_PARK = (
+    update(_tasks)
+    .where(*_CLAIMABLE, _HAS_ATTEMPTS_LEFT)
+    .values(
+        waiting_agent_id=bindparam("p_agent_id"),
+        waiting_since=func.coalesce(_tasks.c.waiting_since, bindparam("p_now")),
+        woken_at=None,
+    )
+    .returning(_tasks.c.key, (_tasks.c.waiting_since == bindparam("p_now")).label("first"))
 )
 _BLOCK = (
     update(_tasks)
@@ -137,9 +160,15 @@ _RETURN_TO_PENDING = (
 )
 
 
-# Given the chosen agent (a row) and the session's workdir, take one of the agent's slots
-# without waiting and return its fencing token, or None to claim without starting.
-TakeSlot = Callable[[Any, str], "int | None"]
+class TakeSlot(Protocol):
+    """Takes one of the chosen agent's (a row's) slots without waiting: its fencing token, or
+    None when none is free; `release` gives it back, `spare` counts the slots still free."""
+
+    def __call__(self, agent: Any, workdir: str) -> int | None: ...
+
+    def release(self) -> None: ...
+
+    def spare(self, agent: Any) -> int: ...
 
 
 def claim(
@@ -149,14 +178,16 @@ def claim(
     epoch: int,
     worker: str = "",
     take_slot: TakeSlot | None = None,
-) -> DriverJob | Dispatch | None:
+) -> DriverJob | Dispatch | waitlist.Parked | None:
     """Claim a ready task for this epoch, route it to an agent and return the driver job.
 
     With `take_slot`, a task whose agent has a free slot starts in the same transaction
-    (`job.started_token` is then the slot's fencing token); otherwise it is `assigned` and
-    waits for a slot. Returns None when the message is stale or duplicated, or when no agent
-    can take the task (the task is then `blocked` with the reason); what to dispatch next when
-    the task's attempts were used up (it then fails).
+    (`job.started_token` is then the slot's fencing token; in a git workdir it is only
+    `assigned`, holding the slot, until its worktree is made); a task whose agent has none, or
+    whose slot better waiters were woken for, is parked in the agent's wait list (`Parked`).
+    Without `take_slot` the task is `assigned` and its runner takes the slot. Returns None when
+    the message is stale or duplicated, or when no agent can take the task (the task is then
+    `blocked` with the reason); what to dispatch next when its attempts were used up (it fails).
     """
     graph = session_graph(db, session_id)
     if task_id not in graph:
@@ -165,7 +196,7 @@ def claim(
     facts = graph.nodes[task_id]
     if facts["action"] == "integrate":
         return _claim_integration(db, graph, session_id, task_id, epoch, worker)
-    decision = route_task(db, facts["capabilities"], task_driver(facts["has_command"]))
+    decision = route_task(db, facts["routing"])
     agent = decision.waitable
     params = {"p_task_id": task_id, "p_session_id": session_id, "p_epoch": epoch}
     if agent is None:
@@ -176,8 +207,10 @@ def claim(
         return _not_claimed(db, session_id, task_id, epoch)
     params.update(p_agent_id=agent.id, p_now=utcnow(), p_worker=worker)
     token = take_slot(agent, graph.graph["workdir"]) if take_slot is not None else None
+    if take_slot is not None and (token is None or _yields(db, take_slot, agent, task_id)):
+        return _park(db, params, session_id, task_id, epoch)
     row = None
-    if token is not None:
+    if token is not None and not needs_worktree(graph.graph["workdir"]):
         row = db.execute(_CLAIM_AND_START, {**params, "p_token": token}).first()
     if row is None:
         token = None  # not started here (a stale message, or a newer fencing token was seen)
@@ -203,12 +236,37 @@ def claim(
     )  # fmt: skip
 
 
+def _yields(db: DbSession, take_slot: TakeSlot, agent, task_id: str) -> bool:
+    """Whether a claim that got a slot must give it back: more waiters of the agent rank above
+    its task than slots stay free (they were, or will be, woken for them)."""
+    better = waitlist.better_waiters(db, agent.id, task_id)
+    if better == 0 or better <= take_slot.spare(agent):
+        return False
+    take_slot.release()
+    return True
+
+
+def _park(
+    db: DbSession, params: dict, session_id: str, task_id: str, epoch: int
+) -> waitlist.Parked | Dispatch | None:
+    """Put the task in its agent's wait list; the worker is free again at once."""
+    row = db.execute(_PARK, params).first()
+    if row is None:
+        return _not_claimed(db, session_id, task_id, epoch)
+    if row.first:
+        record_event(db, session_id, "task.waiting_for_agent", task_id=task_id,
+                     agent_id=params["p_agent_id"], key=row.key)  # fmt: skip
+    return waitlist.Parked(session_id, task_id, params["p_agent_id"])
+
+
 def _job(session_id: str, task_id: str, row, agent: AgentSpec, **rest) -> DriverJob:
     """The driver job of a claimed row (the `_CLAIM` statement's columns)."""
     return DriverJob(
         session_id=session_id, task_id=task_id, task_key=row.key, attempt=row.attempt,
         title=row.title, description=row.description, agent=agent, workdir=row.workdir or "",
-        timeout_seconds=float(row.timeout_seconds), queued_at=row.queued_at, **rest,
+        timeout_seconds=float(row.timeout_seconds), queued_at=row.queued_at,
+        repository=row.repository_url, repository_branch=row.repository_branch,
+        budgeted=bool(row.budgeted), **rest,
     )  # fmt: skip
 
 

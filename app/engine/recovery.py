@@ -2,10 +2,13 @@
 died, Redis forgot a message, a dispatch never reached the broker), and put them back on track.
 
 PostgreSQL is the truth. A task in progress is alive while its lease is fresh; a queued task
-is alive while its message is in the broker (or it was queued moments ago). A `blocked` task
-(no agent could take it) waits until routing finds an agent for it: an agent change wakes its
-session at once (`sessions_to_unblock`, `resume_blocked`), and the reconciler catches what that
-missed (the agent became available while the task was being blocked, a lost message).
+is alive while its message is in the broker (or it was queued moments ago); a task in an
+agent's wait list has no message, and the reconciler wakes the waiters of every agent with
+free slots (`waitlist.wake`: Redis may have forgotten a lease, a wake-up may be lost).
+A `blocked` task (no agent could take it) waits until routing finds an agent for it: an agent
+change wakes its session at once (`sessions_to_unblock`, `resume_blocked`), and the reconciler
+catches what that missed (the agent became available while the task was being blocked, a lost
+message).
 """
 
 from __future__ import annotations
@@ -46,20 +49,18 @@ class Router:
     def __init__(self, db: DbSession) -> None:
         self.db = db
         self._agents: tuple[list, dict[str, int]] | None = None
-        self._verdicts: dict[tuple, str | None] = {}
+        self._verdicts: dict[routing.TaskFacts, str | None] = {}
 
-    def agent_for(self, capabilities, has_command: bool) -> str | None:
-        """The agent a claim of a task with these facts would choose now, by name, or None."""
-        key = (tuple(sorted(capabilities)), has_command)
-        if key not in self._verdicts:
+    def agent_for(self, facts: routing.TaskFacts) -> str | None:
+        """The agent a claim of a task with these routing facts would choose now, by name, or
+        None."""
+        if facts not in self._verdicts:
             if self._agents is None:
                 self._agents = routing.agents_with_load(self.db)
             rows, loads = self._agents
-            decision = routing.rank(rows, loads, capabilities,
-                                    require_driver=routing.task_driver(has_command))  # fmt: skip
-            agent = decision.waitable
-            self._verdicts[key] = agent.name if agent is not None else None
-        return self._verdicts[key]
+            agent = routing.rank_task(rows, loads, facts).waitable
+            self._verdicts[facts] = agent.name if agent is not None else None
+        return self._verdicts[facts]
 
 
 def is_unblock(reason: str) -> bool:
@@ -74,7 +75,7 @@ def _unblockable(db: DbSession, session_id: str, blocked: list[str], router: Rou
         if task_id not in graph:
             continue
         facts = graph.nodes[task_id]
-        agent = router.agent_for(facts["capabilities"], facts["has_command"])
+        agent = router.agent_for(facts["routing"])
         if agent is not None:
             return f"{UNBLOCKABLE}: task {facts['key']} fits agent {agent}"
     return None
@@ -166,17 +167,19 @@ def find_lost_work(
 
 def _lost_in_session(db, session, lease_cutoff, grace_cutoff, in_broker, router) -> str | None:
     tasks = db.execute(
-        select(SessionTask.id, SessionTask.status, SessionTask.heartbeat_at, SessionTask.queued_at)
+        select(SessionTask.id, SessionTask.status, SessionTask.heartbeat_at, SessionTask.queued_at,
+               SessionTask.waiting_agent_id)
         .where(SessionTask.session_id == session.id)
     ).all()  # fmt: skip
-    statuses = {task_id: status for task_id, status, _, _ in tasks}
+    statuses = {t.id: t.status for t in tasks}
     busy = [t for t in tasks if t.status in (T.ASSIGNED, T.IN_PROGRESS)]
     if any(t.heartbeat_at is None or t.heartbeat_at < lease_cutoff for t in busy):
         return "a worker stopped renewing the lease of a running task"
     graph = session_graph(db, session.id)
+    # A task in an agent's wait list has no message by design: `waitlist.wake` sends it.
     heads = [
         t for t in tasks
-        if t.status is T.READY
+        if t.status is T.READY and t.waiting_agent_id is None
         and all(statuses[pred] in TASK_FINISHED for pred in graph.pred[t.id])
     ]  # fmt: skip
     for head in heads:

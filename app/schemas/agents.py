@@ -3,6 +3,7 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 import app.sandbox as sandbox
+from app.drivers.endpoints import LOCAL as LOCAL_ENDPOINT
 from app.planning.complexity import ComplexityLevel
 from app.schemas.limits import MAX_CAPABILITIES, MAX_TECHNOLOGIES, at_most
 from app.services.performance import LoadLevel, Tier
@@ -28,8 +29,21 @@ def _capabilities(validate_more=None, **kwargs):
     return fields.List(fields.Enum(AgentCapability, by_value=True), validate=checks, **kwargs)
 
 
+_URL = validate.URL(require_tld=False, schemes={"http", "https"})
+
+
+def _url_or_local(value: str) -> None:
+    """An OpenCode server's http(s) URL, or `local`: the server beside the task's worker."""
+    if value != LOCAL_ENDPOINT:
+        _URL(value)
+
+
 def _endpoint(**kwargs):
-    return fields.Url(require_tld=False, schemes={"http", "https"}, **kwargs)
+    kwargs.setdefault("metadata", {})["description"] = (
+        "The OpenCode server's URL, or `local`: the server beside whichever worker runs the "
+        "task (the worker's WORKER_OPENCODE_URL)."
+    )
+    return fields.String(validate=_url_or_local, **kwargs)
 
 
 def _model(**kwargs):
@@ -149,11 +163,55 @@ class AgentQuerySchema(Schema):
 
 
 class RouteRequestSchema(Schema):
+    """A task as the engine routes it (the task spec's fields that routing reads), plus two
+    overrides the engine never uses (prefer_driver, require_driver)."""
+
     required_capabilities = _capabilities(required=True)
     technologies = _technologies(load_default=list)
-    complexity = fields.Enum(ComplexityLevel, by_value=True, load_default=None, allow_none=True)
+    command = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=20000),
+        metadata={
+            "description": "As in the task spec (not run): a task without a command "
+            "needs an opencode agent."
+        },
+    )
+    estimate_hours = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={"description": "As in the task spec: the complexity level is derived from it."},
+    )
+    complexity = fields.Enum(
+        ComplexityLevel,
+        by_value=True,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "A level instead of estimate_hours."},
+    )
     prefer_driver = fields.Enum(AgentDriver, by_value=True, load_default=None, allow_none=True)
-    require_driver = fields.Enum(AgentDriver, by_value=True, load_default=None, allow_none=True)
+    require_driver = fields.Enum(
+        AgentDriver,
+        by_value=True,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Overrides the driver the command (or its absence) needs."},
+    )
+
+    @validates_schema
+    def _one_complexity(self, data, **kwargs):
+        if data.get("complexity") is not None and data.get("estimate_hours") is not None:
+            raise ValidationError("Give complexity or estimate_hours, not both.", "complexity")
+
+
+class RouteTaskSchema(Schema):
+    """The routing facts the decision was made from, as the engine derives them."""
+
+    required_capabilities = fields.List(fields.String(), attribute="capabilities")
+    technologies = fields.List(fields.String())
+    complexity = fields.Enum(ComplexityLevel, by_value=True, allow_none=True)
+    require_driver = fields.String(allow_none=True)
 
 
 class AgentBriefSchema(Schema):
@@ -185,7 +243,17 @@ class CandidateSchema(Schema):
 
 
 class RoutingDecisionSchema(Schema):
+    task = fields.Nested(RouteTaskSchema)
     chosen = fields.Nested(AgentBriefSchema, allow_none=True)
+    assigned = fields.Nested(
+        AgentBriefSchema,
+        allow_none=True,
+        metadata={
+            "description": "Whom the engine would assign the task: the chosen agent, else "
+            "(every agent that fits is at capacity) the least loaded one, to wait for a "
+            "slot; null: the task would be blocked with the reason."
+        },
+    )
     candidates = fields.List(fields.Nested(CandidateSchema))
     reason = fields.String()
     weights = fields.Dict(keys=fields.String(), values=fields.Float())

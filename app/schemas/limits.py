@@ -12,6 +12,8 @@ MAX_DAG_DEPENDENCIES = 100_000  # depends_on entries of all tasks of a DAG toget
 MAX_TAGS = 50  # tags per session
 MAX_CAPABILITIES = len(AgentCapability)  # capabilities per agent or per task
 MAX_TECHNOLOGIES = 100  # preferred or avoided technologies per agent
+MAX_TASK_TECHNOLOGIES = 20  # technologies per task
+MAX_TECHNOLOGY_LENGTH = 100  # characters per technology name
 
 
 def at_most(limit: int, what: str) -> str:

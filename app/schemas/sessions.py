@@ -4,6 +4,8 @@ from collections.abc import Mapping, Sequence
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from app.services.budgets import spent, spent_of
+from app.workspaces import branch_problem, repository_url_problem
 from models.enums import (
     AgentCapability,
     DependencyType,
@@ -13,19 +15,34 @@ from models.enums import (
     TaskStatus,
 )
 
+from .approvals import ApprovalPolicySchema, budget_field
 from .common import PageArgsSchema
 from .limits import (
     MAX_CAPABILITIES,
     MAX_DAG_DEPENDENCIES,
     MAX_DEPENDENCIES,
     MAX_TAGS,
+    MAX_TASK_TECHNOLOGIES,
     MAX_TASKS,
+    MAX_TECHNOLOGY_LENGTH,
     at_most,
 )
 from .plans import PlanOptionsSchema
 
+
+def repository_of(url: str | None, branch: str | None) -> dict | None:
+    """A session's `repository` as the API shows it."""
+    return None if url is None else {"url": url, "branch": branch}
+
+
 KEY = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", error="Use 1-100 letters, digits, _ . - characters."
+)
+# A technology a task uses ("python", "react", "postgresql"): routing filters out agents that
+# avoid one and prefers agents that prefer them (compared case-insensitively).
+TECHNOLOGY = validate.Regexp(
+    rf"^(?=.*\S)[^\x00-\x1f]{{1,{MAX_TECHNOLOGY_LENGTH}}}$",
+    error=f"Use 1-{MAX_TECHNOLOGY_LENGTH} characters, not all blank, no control characters.",
 )
 
 
@@ -81,6 +98,17 @@ class TaskSpecSchema(Schema):
             max=MAX_CAPABILITIES, error=at_most(MAX_CAPABILITIES, "capabilities")
         ),
     )
+    technologies = fields.List(
+        fields.String(validate=TECHNOLOGY),
+        load_default=list,
+        validate=validate.Length(
+            max=MAX_TASK_TECHNOLOGIES, error=at_most(MAX_TASK_TECHNOLOGIES, "technologies per task")
+        ),
+        metadata={
+            "description": "Technologies the task uses: agents avoiding one are not "
+            "routed to, agents preferring them score higher."
+        },
+    )
     depends_on = fields.List(
         DependencyField(),
         load_default=list,
@@ -91,7 +119,20 @@ class TaskSpecSchema(Schema):
     optional = fields.Boolean(load_default=False)
     timeout_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86400))
     max_attempts = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
-    estimate_hours = fields.Float(load_default=None, validate=validate.Range(min=0))
+    budget = budget_field("this task")
+    requires_approval = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Once its dependencies are done the task waits "
+                  "(awaiting_approval) for a gate approval."},
+    )  # fmt: skip
+    estimate_hours = fields.Float(
+        load_default=None,
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "Expected hours; its complexity level (trivial < 0.25, simple "
+            "< 1, moderate < 4, complex < 8, else expert) is scored by routing."
+        },
+    )
 
 
 class DagSchema(Schema):
@@ -117,6 +158,33 @@ class DagSchema(Schema):
         return data
 
 
+def _repository_url(url: str) -> None:
+    problem = repository_url_problem(url)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _branch(branch: str) -> None:
+    problem = branch_problem(branch)
+    if problem:
+        raise ValidationError(problem)
+
+
+class RepositorySchema(Schema):
+    url = fields.String(
+        required=True,
+        validate=[validate.Length(max=2000), _repository_url],
+        metadata={"description": "A git URL every worker host can reach: file://, ssh:// "
+                  "(or user@host:path), https:// or git://; no credentials in it."},
+    )  # fmt: skip
+    branch = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=200), _branch],
+        metadata={"description": "The base branch; default: the remote's HEAD (else main)."},
+    )
+
+
 class SessionCreateSchema(Schema):
     title = fields.String(
         validate=validate.Length(min=1, max=200),
@@ -139,15 +207,36 @@ class SessionCreateSchema(Schema):
     agent_preferences = fields.Dict(load_default=dict)
     created_by = fields.String(load_default=None, validate=validate.Length(max=200))
     workdir = fields.String(load_default=None, validate=validate.Length(max=4000))
+    repository = fields.Nested(
+        RepositorySchema,
+        load_default=None,
+        metadata={"description": "Instead of workdir: the git repository the tasks work on, "
+                  "each in its own worktree on its worker's host, pushing orch/<session>/<task>."},
+    )  # fmt: skip
     dag = fields.Nested(
         DagSchema, metadata={"description": "Without a dag, the prompt is planned into one."}
     )
     planning = fields.Nested(PlanOptionsSchema, metadata={"description": "Used without a dag."})
+    budget = budget_field("the session (every task)")
+    approve_plan = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Wait (paused, reason plan) for a plan approval first."},
+    )
+    approvals = fields.Nested(
+        ApprovalPolicySchema, load_default=dict, attribute="approval_policy",
+        metadata={"description": "Approvals of this session expire after expires_in_seconds "
+                  "with default_decision (default reject)."},
+    )  # fmt: skip
 
     @validates_schema
     def _title_with_dag(self, data, **kwargs):
         if "dag" in data and not data.get("title"):
             raise ValidationError("Missing data for required field.", "title")
+
+    @validates_schema
+    def _workdir_or_repository(self, data, **kwargs):
+        if data.get("workdir") and data.get("repository"):
+            raise ValidationError("Give either a workdir or a repository, not both.", "repository")
 
 
 class TaskSchema(Schema):
@@ -159,6 +248,7 @@ class TaskSchema(Schema):
     action = fields.String(allow_none=True)
     branch = fields.String(allow_none=True)
     required_capabilities = fields.List(fields.String())
+    technologies = fields.List(fields.String())
     depends_on = fields.Method("_depends_on")
     optional = fields.Boolean()
     status = fields.Enum(TaskStatus, by_value=True)
@@ -173,6 +263,9 @@ class TaskSchema(Schema):
     error = fields.String(allow_none=True)
     tokens = fields.Dict()
     cost = fields.Float()
+    budget = fields.Dict()
+    requires_approval = fields.Boolean()
+    metrics = fields.Function(lambda task: {"spent": spent_of(task)})
     queued_at = fields.DateTime(allow_none=True)
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
@@ -199,8 +292,16 @@ class SessionSummarySchema(Schema):
     agent_preferences = fields.Dict()
     created_by = fields.String(allow_none=True)
     workdir = fields.String(allow_none=True)
+    repository = fields.Method(
+        "_repository", metadata={"description": "{url, branch}, or null for a workdir."}
+    )
     error = fields.String(allow_none=True)
-    metrics = fields.Dict()
+    metrics = fields.Function(lambda session: {**(session.metrics or {}),
+                                               "spent": spent_of(session)})
+    budget = fields.Dict()
+    approve_plan = fields.Boolean()
+    approvals = fields.Dict(attribute="approval_policy")
+    pause_reason = fields.String(allow_none=True, metadata={"description": "budget, plan, ..."})
     plan_info = fields.Dict(
         metadata={"description": "Which planner made the DAG and why; {} for a given dag."}
     )
@@ -209,6 +310,9 @@ class SessionSummarySchema(Schema):
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
     progress = fields.Method("_progress")
+
+    def _repository(self, session):
+        return repository_of(session.repository_url, session.repository_branch)
 
     def _progress(self, session):
         counts = getattr(session, "task_counts", None)  # set by a list: it loads no tasks
@@ -229,11 +333,13 @@ TASK_TIMES = ("heartbeat_at", "queued_at", "started_at", "finished_at")
 SESSION_TIMES = ("created_at", "updated_at", "started_at", "finished_at")
 _TASK_AS_IS = tuple(
     name for name in TaskSchema().fields
-    if name not in ("required_capabilities", "depends_on", "status", "cost", *TASK_TIMES)
+    if name not in ("required_capabilities", "depends_on", "status", "cost", "metrics",
+                    *TASK_TIMES)
 )  # fmt: skip
 _SESSION_AS_IS = tuple(
     name for name in SessionSchema().fields
-    if name not in ("type", "priority", "status", "tags", "progress", "tasks", *SESSION_TIMES)
+    if name not in ("type", "priority", "status", "tags", "progress", "tasks", "repository",
+                    "metrics", *SESSION_TIMES)
 )  # fmt: skip
 
 
@@ -254,6 +360,8 @@ def _task_detail(task: Mapping) -> dict:
     ]
     detail["status"] = task["status"].value
     detail["cost"] = float(task["cost"])
+    detail["metrics"] = {"spent": spent(task["spent_tokens"], task["spent_cost_usd"],
+                                        task["spent_agent_seconds"])}  # fmt: skip
     for name in TASK_TIMES:
         detail[name] = _when(task[name])
     return detail
@@ -266,6 +374,9 @@ def dump_session_detail(session: Mapping, tasks: Sequence[Mapping]) -> dict:
     frequent read; `tests/api/test_session_detail.py` holds the two equal, field for field.
     """
     detail = {name: session[name] for name in _SESSION_AS_IS}
+    detail["repository"] = repository_of(session["repository_url"], session["repository_branch"])
+    detail["metrics"] = {**(session["metrics"] or {}), "spent": spent(
+        session["spent_tokens"], session["spent_cost_usd"], session["spent_agent_seconds"])}
     counts: dict[str, int] = {}
     for task in tasks:
         counts[task["status"].value] = counts.get(task["status"].value, 0) + 1

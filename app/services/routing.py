@@ -17,6 +17,11 @@ Score = sum of WEIGHTS[c] * c over the components c, each in [0, 1]:
 
 Ties are broken by name. `prefer_driver` is a soft filter: eligible agents with that driver
 rank ahead of the others whatever their scores.
+
+The engine routes a task from its `TaskFacts` (`task_facts`: its capabilities, the driver its
+command or its lack of one needs, its technologies, and the complexity level of its estimate),
+cached with the session's graph; `POST /agents/route` derives them with the same function from a
+task-spec-like body and calls the same `route_task`, so its answer is the engine's.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
-from app.planning.complexity import ComplexityLevel
+from app.planning.complexity import ComplexityLevel, level_for_hours
 from app.planning.errors import PlanningError
 from models import Agent
 from models.enums import AgentDriver, AgentStatus, AgentType
@@ -44,6 +49,7 @@ WEIGHTS = {
 }
 NEUTRAL = 0.5
 AT_CAPACITY = "at capacity"
+AVOIDS = "avoids technologies"
 # Fit of each agent type for tasks of each level: trivial, simple, moderate, complex, expert.
 # Architects, analysts and orchestrators plan big work; implementers are best at small tasks;
 # reviewers, debuggers and integrators peak at moderate ones.
@@ -78,6 +84,11 @@ class Candidate:
         return "; ".join(self.excluded) or None
 
     @property
+    def only_avoids(self) -> bool:
+        """Whether the task's technologies are the only thing that rules the agent out."""
+        return len(self.excluded) == 1 and self.excluded[0].startswith(AVOIDS)
+
+    @property
     def only_busy(self) -> bool:
         """Whether spare capacity is the only thing the agent lacks."""
         return len(self.excluded) == 1 and self.excluded[0].startswith(AT_CAPACITY)
@@ -97,6 +108,45 @@ class RoutingDecision:
         if self.chosen is not None:
             return self.chosen
         return self.saturated[0].agent if self.saturated else None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """What routing reads from a task (build it with `task_facts`)."""
+
+    capabilities: tuple[str, ...]
+    require_driver: str | None
+    technologies: tuple[str, ...] = ()
+    complexity: ComplexityLevel | None = None
+
+
+def task_facts(
+    capabilities: Iterable[str],
+    has_command: bool,
+    technologies: Iterable[str] = (),
+    estimate_hours: float | None = None,
+    complexity: ComplexityLevel | None = None,
+) -> TaskFacts:
+    """A task's routing facts, derived the same way for the engine and for `/agents/route`:
+    the driver from whether it has a command, technologies normalised, and the complexity level
+    of its estimate (`complexity_for_hours`) unless a level is given."""
+    return TaskFacts(
+        tuple(sorted(set(capabilities))),
+        task_driver(has_command),
+        tuple(sorted(_norm(technologies))),
+        complexity if complexity is not None else complexity_for_hours(estimate_hours),
+    )
+
+
+def complexity_for_hours(hours: float | None) -> ComplexityLevel | None:
+    """The level of a task's estimate (expected hours, on the planner's scale: trivial < 0.25 h,
+    simple < 1, moderate < 4, complex < 8, else expert); None without a usable estimate."""
+    if hours is None:
+        return None
+    try:
+        return level_for_hours(hours)
+    except PlanningError:
+        return None
 
 
 def _norm(values: Iterable[str]) -> set[str]:
@@ -165,7 +215,7 @@ def exclusions(
         reasons.append("missing capabilities: " + ", ".join(sorted(missing)))
     avoided = _norm(technologies) & _norm(agent.avoided_technologies or ())
     if avoided:
-        reasons.append("avoids technologies: " + ", ".join(sorted(avoided)))
+        reasons.append(f"{AVOIDS}: " + ", ".join(sorted(avoided)))
     if load >= agent.capacity:
         reasons.append(f"{AT_CAPACITY} ({load}/{agent.capacity})")
     return tuple(reasons)
@@ -219,6 +269,11 @@ def rank(
         reason = "no agent fits: " + "; ".join(
             f"{c.agent.name} ({c.excluded_reason})" for c in candidates
         )
+        avoiding = [c.agent.name for c in candidates if c.only_avoids]
+        if avoiding:
+            named = ", ".join(sorted(_norm(technologies)))
+            reason = (f"every agent that fits otherwise avoids the task's technologies ({named}): "
+                      f"{', '.join(avoiding)}; {reason}")  # fmt: skip
     else:
         reason = "no agents are registered"
     return RoutingDecision(None, candidates, reason, saturated)
@@ -260,12 +315,26 @@ def agents_with_load(db: DbSession) -> tuple[list, dict[str, int]]:
     return rows, {row.id: row.current_load for row in rows}
 
 
-def route_task(
-    db: DbSession, required_capabilities: Iterable[str], require_driver: str | None = None
+def rank_task(
+    agents: Sequence, loads: dict[str, int], facts: TaskFacts, prefer_driver: str | None = None
 ) -> RoutingDecision:
-    """`route` for the engine's claims: one statement, agents read as rows, not ORM objects."""
+    """`rank` for a task's facts."""
+    return rank(agents, loads, facts.capabilities, facts.technologies, facts.complexity,
+                prefer_driver, facts.require_driver)  # fmt: skip
+
+
+def route_task(
+    db: DbSession,
+    facts: TaskFacts | Iterable[str],
+    require_driver: str | None = None,
+    prefer_driver: str | None = None,
+) -> RoutingDecision:
+    """The engine's routing of a task (and `/agents/route`'s): one statement, agents read as
+    rows, not ORM objects. `facts` may also be bare capabilities, with `require_driver`."""
+    if not isinstance(facts, TaskFacts):
+        facts = TaskFacts(tuple(sorted(set(facts))), require_driver)
     rows, loads = agents_with_load(db)
-    return rank(rows, loads, required_capabilities, require_driver=require_driver)
+    return rank_task(rows, loads, facts, prefer_driver)
 
 
 def task_driver(has_command: bool) -> str | None:

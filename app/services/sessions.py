@@ -22,6 +22,7 @@ from models import Session, SessionTask, TaskDependency
 from models.base import new_id
 from models.enums import DependencyType, SessionStatus, SessionType, TaskStatus
 
+from . import approvals, budgets
 from .agents import missing_capabilities
 from .errors import NotFound, ValidationFailed
 from .events import record_event
@@ -78,7 +79,15 @@ def create_session(
         check_plan_capabilities(db, task_specs)
     else:
         _check_capabilities(db, task_specs)
-    if not data.get("workdir"):
+    data["budget"] = budgets.limits_of(data.get("budget"))
+    budgets.check_cost_budgets(db, data["budget"], task_specs)
+    repository = data.pop("repository", None)
+    if repository:
+        if data.get("workdir"):
+            raise ValidationFailed("Give either a workdir or a repository, not both.",
+                                   {"repository": ["Not with a workdir."]})  # fmt: skip
+        data["repository_url"], data["repository_branch"] = repository["url"], repository["branch"]
+    elif not data.get("workdir"):
         data["workdir"] = os.path.join(workspace_root, session_id)
     elif not os.path.isabs(data["workdir"]):
         raise ValidationFailed("workdir must be an absolute path.", {"workdir": ["Not absolute."]})
@@ -160,10 +169,13 @@ def _add_tasks(db: DbSession, session: Session, specs: list[dict[str, Any]], gra
             command=spec["command"],
             action=spec.get("action"),
             required_capabilities=[c.value for c in spec["required_capabilities"]],
+            technologies=list(spec.get("technologies") or ()),
             optional=spec["optional"],
             timeout_seconds=spec["timeout_seconds"],
             max_attempts=spec["max_attempts"],
             estimate_hours=spec["estimate_hours"],
+            budget=budgets.limits_of(spec.get("budget")),
+            requires_approval=spec.get("requires_approval", False),
         )
         session.tasks.append(task)
         by_key[task.key] = task
@@ -185,6 +197,8 @@ def start_session(db: DbSession, session: Session) -> None:
     """Mark a pending session queued; the caller enqueues its launch after commit."""
     session.transition_to(SessionStatus.QUEUED)
     record_event(db, session.id, "session.queued", priority=session.priority)
+    if session.approve_plan:  # it waits, paused, for a plan approval
+        approvals.hold_plan(db, session)
 
 
 def get_session(db: DbSession, session_id: str) -> Session:
@@ -215,13 +229,18 @@ PREPARE_DETAIL = f"""PREPARE {DETAIL_STATEMENT} (varchar) AS
 SELECT row_to_json(detail) FROM (
 SELECT s.id, s.title, s.description, s.prompt, s.type, s.priority, s.status, s.parent_id,
        s.max_duration_seconds, s.tags, s.metadata, s.agent_preferences, s.created_by, s.workdir,
+       s.repository_url, s.repository_branch,
        s.error, s.metrics, s.plan_info, s.created_at, s.updated_at, s.started_at, s.finished_at,
+       s.budget, s.approve_plan, s.approval_policy AS approvals, s.pause_reason, s.spent_tokens,
+       s.spent_cost_usd, s.spent_agent_seconds,
        (SELECT coalesce(json_agg(t ORDER BY t.position), '[]')
           FROM (SELECT t.position, t.id, t.key, t.title, t.description, t.command, t.action,
-                       t.branch, t.required_capabilities, t.optional, t.status, t.attempt,
+                       t.branch, t.required_capabilities, t.technologies, t.optional,
+                       t.status, t.attempt,
                        t.max_attempts, t.executions, t.worker, t.heartbeat_at, t.fence_token,
                        t.assigned_agent_id, t.result, t.error, t.tokens, t.cost, t.queued_at,
-                       t.started_at, t.finished_at,
+                       t.started_at, t.finished_at, t.budget, t.requires_approval,
+                       t.spent_tokens, t.spent_cost_usd, t.spent_agent_seconds,
                        (SELECT coalesce(json_agg(json_build_array(p.key, d.type, d.required)
                                                  ORDER BY d.id), '[]')
                           FROM task_dependencies d JOIN session_tasks p ON p.id = d.depends_on_id

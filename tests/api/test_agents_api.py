@@ -70,7 +70,8 @@ def test_maintenance_on_and_off(client, db):
     assert on.status_code == 200
     assert (on.json["maintenance"], on.json["maintenance_reason"]) == (True, "upgrading model")
     assert client.get(f"{BASE}?maintenance=true").json[0]["name"] == "coder"
-    route = client.post(f"{BASE}/route", json={"required_capabilities": ["code_generation"]})
+    shell_task = {"required_capabilities": ["code_generation"], "command": "make"}
+    route = client.post(f"{BASE}/route", json=shell_task)
     assert route.json["chosen"] is None
     assert route.json["candidates"][0]["excluded_reason"] == "in maintenance: upgrading model"
     off = client.post(url, json={"on": False})

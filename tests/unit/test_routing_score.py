@@ -6,9 +6,13 @@ from app.planning.complexity import ComplexityLevel
 from app.services.routing import (
     COMPLEXITY_FIT,
     WEIGHTS,
+    TaskFacts,
+    complexity_for_hours,
     exclusions,
     rank,
+    rank_task,
     score_breakdown,
+    task_facts,
     weighted_score,
 )
 from models import Agent
@@ -117,3 +121,55 @@ def test_all_busy_is_reported_as_saturated_not_as_unfit():
     unfit = rank([agent("x", maintenance=True)], {}, [CODE])
     assert unfit.saturated == [] and "x (in maintenance)" in unfit.reason
     assert rank([], {}, [CODE]).reason == "no agents are registered"
+
+
+@pytest.mark.parametrize(
+    "hours, level",
+    [(None, None), (0.0, "trivial"), (0.24, "trivial"), (0.25, "simple"), (0.99, "simple"),
+     (1.0, "moderate"), (3.99, "moderate"), (4.0, "complex"), (7.99, "complex"),
+     (8.0, "expert"), (400.0, "expert"), (-1.0, None), (float("nan"), None)],
+)  # fmt: skip
+def test_complexity_of_an_estimate_is_the_planners_level(hours, level):
+    assert complexity_for_hours(hours) == (ComplexityLevel(level) if level else None)
+
+
+def test_task_facts_derive_driver_technologies_and_complexity():
+    facts = task_facts(["testing", CODE, CODE], False, [" Python", "python", "React"], 2.0)
+    assert facts == TaskFacts(
+        (CODE, "testing"), "opencode", ("python", "react"), ComplexityLevel.MODERATE
+    )
+    assert task_facts([CODE], True) == TaskFacts((CODE,), None, (), None)
+    explicit = task_facts([], True, (), None, ComplexityLevel.EXPERT)
+    assert explicit.complexity is ComplexityLevel.EXPERT
+    assert hash(facts) == hash(task_facts([CODE, "testing"], False, ["react", "PYTHON"], 3.5))
+
+
+def test_rank_task_uses_all_five_components():
+    architect = agent("arch", type=AgentType.ARCHITECT, preferred_technologies=["Go"])
+    implementer = agent("impl", type=AgentType.IMPLEMENTER)
+    small = rank_task([architect, implementer], {}, task_facts([CODE], True, ["go"], 0.1))
+    big = rank_task([architect, implementer], {}, task_facts([CODE], True, ["go"], 12))
+    assert small.candidates[1].breakdown["complexity_fit"] == 0.2  # the architect, trivial
+    assert big.chosen.name == "arch" and big.candidates[0].breakdown == {
+        "capability_fit": 1.0, "success_rate": 0.5, "load": 1.0, "technology": 1.0,
+        "complexity_fit": 1.0}  # fmt: skip
+    assert small.chosen.name == "impl"  # 1.0 fit for a trivial task beats the technology match
+    neutral = rank_task([implementer], {}, task_facts([CODE], True))
+    assert neutral.candidates[0].breakdown["technology"] == 0.5
+    assert neutral.candidates[0].breakdown["complexity_fit"] == 0.5
+
+
+def test_avoided_technologies_filter_and_explain_when_nothing_is_left():
+    avoider = agent("no-java", avoided_technologies=["Java"])
+    other = agent("other", capabilities=["debugging"])
+    facts = task_facts([CODE], True, ["java", "kotlin"])
+    decision = rank_task([avoider, other], {}, facts)
+    assert decision.chosen is None and decision.waitable is None
+    assert decision.reason.startswith(
+        "every agent that fits otherwise avoids the task's technologies (java, kotlin): no-java;"
+    )
+    assert "other (missing capabilities: code_generation)" in decision.reason
+    busy_avoider = rank_task([avoider], {"no-java": 1}, facts)
+    assert busy_avoider.saturated == [] and busy_avoider.waitable is None
+    fine = rank_task([avoider, agent("polyglot")], {}, facts)
+    assert fine.chosen.name == "polyglot"
