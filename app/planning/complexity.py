@@ -136,10 +136,17 @@ class Estimate:
 
 # Scope words shrink or grow every estimate; risk words widen the pessimistic side.
 SCOPE_FACTORS = {
-    "typo": 0.2, "one-line": 0.3, "tiny": 0.4, "trivial": 0.4, "small": 0.6, "minor": 0.6,
+    "typo": 0.1, "typos": 0.15, "one-line": 0.3, "tiny": 0.4, "trivial": 0.4, "small": 0.6,
+    "minor": 0.6,
     "quick": 0.7, "simple": 0.7, "single": 0.8, "large": 1.4, "major": 1.4, "entire": 1.5,
     "whole": 1.4, "complete": 1.3, "comprehensive": 1.4, "full": 1.2, "end-to-end": 1.3,
-    "platform": 1.4, "across": 1.3, "overhaul": 1.5, "rewrite": 1.5, "rename": 0.5,
+    "platform": 1.4, "across": 1.3, "overhaul": 1.5, "rewrite": 1.5, "rename": 0.3,
+    "tweak": 0.5, "bump": 0.4, "wording": 0.4, "spelling": 0.1, "misspelled": 0.1,
+    "misspelling": 0.1, "tooltip": 0.2, "placeholder": 0.3, "label": 0.5, "little": 0.6,
+    "slightly": 0.6, "off-by-one": 0.5, "one-liner": 0.3, "broken link": 0.3,
+    "broken links": 0.3, "dead link": 0.3, "dead links": 0.3, "log message": 0.5,
+    "error message": 0.6, "version number": 0.4, "colour": 0.25, "color": 0.25,
+    "changelog": 0.5, "health check": 0.3,
 }  # fmt: skip
 RISK_FACTORS = {
     "migration": 1.3, "migrate": 1.3, "distributed": 1.5, "security": 1.3, "concurrency": 1.4,
@@ -151,12 +158,14 @@ RISK_FACTORS = {
 
 # Components a request may touch: slug -> (label, words that name it).
 COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "api": ("API", ("api", "apis", "endpoint", "endpoints", "rest", "graphql", "grpc", "route")),
+    "api": ("API", ("api", "apis", "endpoint", "endpoints", "rest api", "rest apis", "restful",
+                     "graphql", "grpc", "route")),
     "data": ("data layer", ("database", "db", "schema", "model", "models", "table", "tables",
                             "crud", "orm", "sql", "postgres", "postgresql", "mysql", "sqlite")),
     "ui": ("user interface", ("ui", "frontend", "front-end", "front end", "user interface",
                               "page", "pages", "screen", "dashboard", "form", "forms", "react",
-                              "vue", "angular", "css")),
+                              "vue", "angular", "css", "mobile", "ios", "android", "theme",
+                              "dark mode", "layout", "button", "buttons", "modal")),
     "auth": ("authentication", ("auth", "authentication", "authorization", "login", "oauth",
                                 "oauth2", "sso", "jwt", "password", "passwords", "rbac")),
     "cache": ("caching", ("cache", "caching", "redis", "memcached")),
@@ -171,7 +180,20 @@ COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "cli": ("command line", ("cli", "command-line", "command line")),
 }  # fmt: skip
 
-MIN_SCALE, MAX_SCALE, MAX_RISK = 0.2, 3.0, 3.0
+MIN_SCALE, MAX_SCALE, MAX_RISK = 0.05, 3.0, 3.0
+
+# Breadth: a request of few content words asks for less than one that lists many things.
+# factor = 0.4 + 0.06 per content word, within [0.7, 1.4]: 5 words x0.7, 10 x1.0, 17+ x1.4.
+BREADTH_BASE, BREADTH_PER_WORD, MIN_BREADTH, MAX_BREADTH = 0.4, 0.06, 0.7, 1.4
+STOPWORDS = frozenset({
+    "a", "an", "the", "to", "of", "in", "on", "for", "and", "or", "with", "from", "into", "at",
+    "by", "is", "are", "be", "been", "it", "its", "this", "that", "these", "those", "so", "as",
+    "when", "all", "our", "we", "i", "please", "should", "must", "can", "could", "each", "every",
+    "any", "some", "my", "your", "their", "them", "they", "there", "which", "who", "not", "no",
+    "but", "if", "then", "than", "also", "up", "out", "about", "via", "per", "new", "just",
+    "only", "more", "get", "gets", "do", "does", "use", "using", "make", "sure", "will", "now",
+    "after", "before", "us", "me", "you", "has", "have", "was", "were", "while", "without",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -209,6 +231,10 @@ def analyze_request(text: str) -> RequestProfile:
     for word in index.find(RISK_FACTORS):
         risk *= RISK_FACTORS[word]
         signals.append(f"risk '{word}' x{RISK_FACTORS[word]}")
+    breadth = breadth_factor(index.tokens)
+    if breadth != 1.0:
+        scale *= breadth
+        signals.append(f"breadth {content_words(index.tokens)} content word(s) x{breadth}")
     first_seen = {}
     for slug, (_, words) in COMPONENTS.items():
         found = index.find(words)
@@ -225,3 +251,14 @@ def analyze_request(text: str) -> RequestProfile:
 def component_label(slug: str) -> str:
     """A readable name for a component slug."""
     return COMPONENTS[slug][0] if slug in COMPONENTS else slug.replace("-", " ")
+
+
+def content_words(tokens: tuple[str, ...]) -> int:
+    """How many tokens are neither stop words nor scope words (numbers count: they name things)."""
+    return sum(token not in STOPWORDS and token not in SCOPE_FACTORS for token in tokens)
+
+
+def breadth_factor(tokens: tuple[str, ...]) -> float:
+    """The breadth factor of a request's tokens (see BREADTH_BASE)."""
+    factor = BREADTH_BASE + BREADTH_PER_WORD * content_words(tokens)
+    return round(min(max(factor, MIN_BREADTH), MAX_BREADTH), 2)

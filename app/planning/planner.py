@@ -1,4 +1,5 @@
-"""The heuristic planner: request -> one template -> keyword rules -> recursive decomposition."""
+"""The heuristic planner: request -> one template -> a shape sized to the request -> rules ->
+recursive decomposition."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 from app.planning.complexity import ComplexityLevel, RequestProfile, analyze_request
 from app.planning.decompose import decompose
-from app.planning.draft import DraftPlan, DraftTask, task_description
+from app.planning.draft import DraftPlan
 from app.planning.errors import PlanningError
 from app.planning.graph import analyze
+from app.planning.intent import read_intent
 from app.planning.rules import RuleContext, apply_rules
-from app.planning.selection import TemplateScore, select_template
-from app.planning.template_model import Template
+from app.planning.selection import select_template, template_for_intent
+from app.planning.shape import draft_for, request_size
 from app.planning.text import TokenIndex
 
 PLANNER_NAME = "heuristic"
@@ -55,11 +57,14 @@ def plan(
     plan_title = _checked_title(title) or _title_from(request)
     text = f"{title}\n{request}" if title else request
     index = TokenIndex(text)
-    template, scores = select_template(index)
+    intent = read_intent(text)
+    template, template_reason = template_for_intent(*select_template(index), intent)
     profile = analyze_request(text)
-    draft = _draft_from_template(template, profile, request)
-    reasons = [_template_reason(template, scores), _profile_reason(profile)]
-    reasons += apply_rules(draft, index, RuleContext(template, profile, request))
+    size = request_size(template, profile, intent)
+    draft = draft_for(template, profile, request, size, intent, index)
+    reasons = [template_reason, _profile_reason(profile), size.reason]
+    context = RuleContext(template, profile, request, intent, size.compact)
+    reasons += apply_rules(draft, index, context)
     reasons += decompose_and_explain(draft, target, depth)
     tasks = draft.to_spec_tasks()
     analysis = analyze({"tasks": tasks})
@@ -113,38 +118,6 @@ def _checked_title(title: object) -> str | None:
 def _title_from(request: str) -> str:
     first_line = " ".join(request.splitlines()[0].split())
     return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
-
-
-def _draft_from_template(template: Template, profile: RequestProfile, request: str) -> DraftPlan:
-    draft = DraftPlan()
-    for step in template.steps:
-        uses_components = step.per_component or step.split == "components"
-        draft.add_task(
-            DraftTask(
-                key=step.key,
-                title=step.title,
-                description=task_description(step.instruction, request),
-                phase=step.phase,
-                capabilities=step.capabilities,
-                estimate=profile.estimate(step.base_hours, per_component=step.per_component),
-                optional=step.optional,
-                split=step.split,
-                components=profile.components if uses_components else (),
-            )
-        )
-        for dependency in step.after:
-            draft.depend(dependency.key, step.key, dependency.type, dependency.required)
-    draft.roles["build"] = [template.build]
-    return draft
-
-
-def _template_reason(template: Template, scores: list[TemplateScore]) -> str:
-    chosen = next(score for score in scores if score.template is template)
-    if chosen.score == 0:
-        return f"template {template.name}: fallback, no template keywords matched"
-    others = [score for score in scores if score.template is not template and score.score > 0]
-    runner_up = f"; runner-up {others[0].describe()}" if others else ""
-    return f"template {chosen.describe()}{runner_up}"
 
 
 def _profile_reason(profile: RequestProfile) -> str:

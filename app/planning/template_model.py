@@ -33,6 +33,8 @@ class Step:
     optional: bool = False
     split: str = "parts"
     per_component: bool = False
+    # The step is planned only when the request names one of these words (empty: always).
+    when: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,23 @@ class Template:
     requires_any: frozenset[str] = field(default_factory=frozenset)
     design: str | None = None
     deploy: str | None = None
+    # The core work of an average request, for sizing the whole request (default: the build
+    # step's base hours), and what the build step does when it is the plan's only task.
+    size_hours: Hours | None = None
+    # The opening step a moderate request folds into the next one (e.g. requirements).
+    fold: str | None = None
+    compact: str = ""
+    review: str = "Review the diff for correctness, clarity, tests and consistency."
+    changes_code: bool = True
+
+    def step(self, key: str) -> Step:
+        """The step with `key`."""
+        return next(step for step in self.steps if step.key == key)
+
+    @property
+    def core_hours(self) -> Hours:
+        """The base hours that size a request planned with this template."""
+        return self.size_hours or self.step(self.build).base_hours
 
     @property
     def final(self) -> str:

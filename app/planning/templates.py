@@ -17,6 +17,11 @@ _DOCS_STEP = Step(
     "without it).",
     after=(After("impl", DependencyType.START_TO_START, required=False),), optional=True,
 )  # fmt: skip
+# Documentation gets runnable examples only when it documents something one calls or runs.
+EXAMPLE_TOPICS = frozenset({"api", "apis", "endpoint", "endpoints", "cli", "sdk", "library",
+                            "client", "tutorial", "quickstart", "example", "examples", "usage",
+                            "integrators", "integration", "function", "functions", "docstrings",
+                            "graphql", "rest"})  # fmt: skip
 _REQUIREMENTS = Step(
     "requirements", "Analyse the requirements", "requirements", (Cap.REQUIREMENTS_ANALYSIS,),
     (0.25, 0.5, 1), "Clarify scope, constraints and acceptance criteria.", split="requirements",
@@ -54,12 +59,14 @@ FEATURE = Template(
              "Review the diff for correctness, clarity and consistency.",
              after=(After("test"), After("docs", required=False))),
     ),
-    build="impl", design="design",
+    build="impl", design="design", fold="requirements",
+    compact="Make the change end to end: code and tests for it, following the request.",
 )  # fmt: skip
 
 WEB_SERVICE = Template(
     name="web_service",
-    keywords={"service": 2, "services": 2, "api": 2, "endpoint": 2, "endpoints": 2, "rest": 2,
+    keywords={"service": 2, "services": 2, "api": 2, "endpoint": 2, "endpoints": 2, "rest api": 2,
+              "restful": 2,
               "graphql": 2, "grpc": 2, "webhook": 2, "webhooks": 2, "microservice": 2,
               "microservices": 2, "server": 1, "backend": 1, "http": 1, "route": 1},
     steps=(
@@ -72,7 +79,8 @@ WEB_SERVICE = Template(
              (0.5, 1, 2), "Configure and roll out the service, then smoke-check it.",
              after=(After("test"), After("docs", required=False)), split="deployment"),
     ),
-    build="impl", design="design", deploy="deploy",
+    build="impl", design="design", deploy="deploy", fold="requirements",
+    compact="Make the change to the service end to end: code and tests for it.",
 )  # fmt: skip
 
 REFACTORING = Template(
@@ -99,7 +107,8 @@ REFACTORING = Template(
              "Run and extend the tests; review the diff for behaviour changes.",
              after=_after("execute"), split="testing"),
     ),
-    build="execute", design="plan",
+    build="execute", design="plan", fold="analysis",
+    compact="Apply the change without changing behaviour; keep the tests passing.",
 )  # fmt: skip
 
 BUG_FIX = Template(
@@ -123,7 +132,9 @@ BUG_FIX = Template(
              (0.25, 0.5, 1), "Keep the reproduction as a regression test; run the suite.",
              after=_after("fix")),
     ),
-    build="fix",
+    build="fix", size_hours=(1, 2, 4),
+    compact="Reproduce the bug with a failing test, fix its root cause with the smallest safe "
+    "change, and keep the test as a regression test.",
 )  # fmt: skip
 
 DATA_MIGRATION = Template(
@@ -157,7 +168,8 @@ DATA_MIGRATION = Template(
              "Check integrity, counts and application health after cutover.",
              after=_after("cutover")),
     ),
-    build="migrate", design="design", deploy="cutover",
+    build="migrate", design="design", deploy="cutover", fold="assess",
+    compact="Write the idempotent migration with its rollback, run both on a copy, then apply.",
 )  # fmt: skip
 
 DOCUMENTATION = Template(
@@ -176,14 +188,17 @@ DOCUMENTATION = Template(
              (1, 2, 4), "Write the sections from the outline.", after=_after("outline"),
              per_component=True),
         Step("examples", "Write and check examples", "documentation",
-             (Cap.DOCUMENTATION, Cap.CODE_GENERATION), (0.25, 0.75, 1.5),
-             "Write runnable examples and check that they work.", after=_after("outline")),
+             (Cap.DOCUMENTATION,), (0.25, 0.75, 1.5),
+             "Write runnable examples and check that they work.", after=_after("outline"),
+             when=EXAMPLE_TOPICS),
         Step("review", "Review the documentation", "review",
              (Cap.CODE_REVIEW, Cap.DOCUMENTATION), (0.25, 0.5, 1),
              "Check accuracy against the code and readability.",
              after=_after("write", "examples")),
     ),
-    build="write",
+    build="write", fold="audit",
+    compact="Make the documentation change and check it against the code.",
+    review="Check accuracy against the code and readability.", changes_code=False,
 )  # fmt: skip
 
 INFRASTRUCTURE = Template(
@@ -191,8 +206,11 @@ INFRASTRUCTURE = Template(
     keywords={"ci": 3, "cd": 2, "pipeline": 2, "github actions": 3, "docker": 2,
               "dockerfile": 3, "kubernetes": 3, "k8s": 3, "helm": 3, "terraform": 3,
               "infrastructure": 3, "ansible": 3, "nginx": 2, "container": 2, "containers": 2,
-              "autoscaling": 2, "load balancer": 2, "staging": 1, "deploy": 1, "deployment": 1},
-    lead_verbs=frozenset({"deploy", "provision", "containerize", "dockerize", "configure"}),
+              "autoscaling": 2, "load balancer": 2, "staging": 1, "deploy": 1, "deployment": 1,
+              "vault": 3, "secrets manager": 3, "rotate": 2, "sentry": 2, "alerting": 2,
+              "prometheus": 2, "grafana": 2},
+    lead_verbs=frozenset({"deploy", "provision", "containerize", "dockerize", "configure",
+                          "rotate"}),
     steps=(
         Step("assess", "Assess the current setup", "analysis",
              (Cap.REQUIREMENTS_ANALYSIS, Cap.CONFIGURATION), (0.25, 0.5, 1),
@@ -212,14 +230,15 @@ INFRASTRUCTURE = Template(
         Step("monitor", "Monitor the rollout", "monitoring", (Cap.MONITORING,), (0.25, 0.5, 1),
              "Watch dashboards and alerts; confirm health.", after=_after("rollout")),
     ),
-    build="configure", design="design", deploy="rollout",
+    build="configure", design="design", deploy="rollout", fold="assess",
+    compact="Make the configuration change and validate it before it is applied.",
 )  # fmt: skip
 
 PERFORMANCE = Template(
     name="performance",
     keywords={"slow": 3, "slower": 3, "performance": 3, "latency": 3, "optimize": 3,
               "optimise": 3, "bottleneck": 3, "throughput": 2, "faster": 2, "speed": 2,
-              "profile": 2, "profiling": 2, "benchmark": 2, "cpu": 2, "memory": 1},
+              "profiling": 2, "benchmark": 2, "cpu": 2, "memory": 1},
     lead_verbs=frozenset({"optimize", "optimise", "speed", "profile"}),
     steps=(
         Step("baseline", "Measure the baseline", "analysis", (Cap.PERFORMANCE_ANALYSIS,),
@@ -234,7 +253,8 @@ PERFORMANCE = Template(
              (Cap.PERFORMANCE_ANALYSIS, Cap.TEST_GENERATION), (0.5, 1, 2),
              "Re-run the benchmarks and the tests; report the gain.", after=_after("optimize")),
     ),
-    build="optimize",
+    build="optimize", fold="baseline",
+    compact="Measure, remove the bottleneck without changing behaviour, and measure again.",
 )  # fmt: skip
 
 TEST_SUITE = Template(
@@ -254,6 +274,8 @@ TEST_SUITE = Template(
              after=_after("write-tests")),
     ),
     build="write-tests",
+    compact="Write the tests for the named behaviour and run them.",
+    review="Check that the tests assert behaviour and are not flaky.",
 )  # fmt: skip
 
 SECURITY_AUDIT = Template(
@@ -279,6 +301,47 @@ SECURITY_AUDIT = Template(
              after=_after("remediate")),
     ),
     build="remediate",
+    compact="Fix the named weakness and check that it is closed.",
+)  # fmt: skip
+
+# Review-only requests: chosen by intent (app/planning/intent.py), never by keyword score.
+CODE_REVIEW = Template(
+    name="code_review",
+    keywords={},
+    steps=(
+        Step("scope", "Scope the review", "analysis", (Cap.CODE_REVIEW,), (0.25, 0.5, 1),
+             "Read the code under review, its tests and history; agree what to check."),
+        Step("review", "Review the code", "review", (Cap.CODE_REVIEW,), (0.5, 1, 2.5),
+             "Review for correctness, design, tests and maintainability; change nothing.",
+             after=_after("scope"), split="components", per_component=True),
+        Step("report", "Report the findings", "documentation",
+             (Cap.DOCUMENTATION, Cap.CODE_REVIEW), (0.25, 0.5, 1),
+             "Write up the findings by severity, with suggested fixes.", after=_after("review")),
+    ),
+    build="review",
+    size_hours=(0.25, 0.75, 2),
+    compact="Review the code as asked and write up the findings by severity; change nothing.",
+    changes_code=False,
+)  # fmt: skip
+
+SECURITY_REVIEW = Template(
+    name="security_review",
+    keywords={},
+    steps=(
+        Step("threat-model", "Model the threats", "analysis",
+             (Cap.SECURITY_AUDIT, Cap.ARCHITECTURE_PLANNING), (0.5, 1, 2),
+             "List assets, trust boundaries and likely attacks."),
+        Step("audit", "Audit the code", "review", (Cap.SECURITY_AUDIT, Cap.CODE_REVIEW),
+             (1, 2, 4), "Review the code and configuration for the modelled threats; change "
+             "nothing.", after=_after("threat-model"), split="components", per_component=True),
+        Step("report", "Report the findings", "documentation",
+             (Cap.DOCUMENTATION, Cap.SECURITY_AUDIT), (0.25, 0.5, 1),
+             "Write up each finding with its severity, evidence and suggested fix.",
+             after=_after("audit")),
+    ),
+    build="audit",
+    compact="Audit the code as asked for security flaws and report them; change nothing.",
+    changes_code=False,
 )  # fmt: skip
 
 # Order breaks score ties: the more specific template wins; `feature` is the fallback.

@@ -35,7 +35,7 @@ def test_preview_shows_tasks_edges_levels_and_critical_path(client, db):
     body = response.json
     keys = [task["key"] for task in body["tasks"]]
     assert body["planner"] == "heuristic" and body["fallback_reason"] is None
-    assert body["template"] and any("rule auth" in reason for reason in body["reasons"])
+    assert body["template"] and any("rule security" in reason for reason in body["reasons"])
     assert body["task_count"] == len(keys) >= 5
     assert {"from": "requirements", "to": "design"} in [
         {"from": e["from"], "to": e["to"]} for e in body["edges"]
@@ -48,6 +48,41 @@ def test_preview_shows_tasks_edges_levels_and_critical_path(client, db):
     assert last["earliest_finish_hours"] == pytest.approx(body["expected_makespan_hours"])
     assert all(task["estimate"]["level"] for task in body["tasks"])
     assert sessions_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "keys", "why"),
+    [
+        ("Fix typo in README installation section", ["write"],
+         ["documentation-only request", "request size trivial", "one task"]),
+        ("Fix the off-by-one error in the pagination helper", ["fix", "review"],
+         ["request size simple", "one task and a review"]),
+        ("Review the pull request that adds retry logic to the HTTP client", ["review"],
+         ["review-only request", "no implementation or deployment"]),
+    ],
+)  # fmt: skip
+def test_preview_of_a_small_request_is_small_and_says_why(client, db, prompt, keys, why):
+    response = client.post("/api/v1/plans", json={"prompt": prompt, "planner": "heuristic"})
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert [task["key"] for task in body["tasks"]] == keys
+    assert body["task_count"] == len(keys) and len(body["dag"]["tasks"]) == len(keys)
+    text = "\n".join(body["reasons"])
+    assert all(fragment in text for fragment in why), body["reasons"]
+
+
+def test_prompt_only_session_records_why_its_plan_has_a_security_review(client, db):
+    opencode_agent(client)
+    prompt = "Add Stripe checkout to the online shop so customers can pay for their orders"
+    response = client.post("/api/v1/sessions", json={"prompt": prompt})
+    assert response.status_code == 201, response.json
+    keys = [task["key"] for task in response.json["tasks"]]
+    assert "security-review" in keys and "requirements" not in keys
+    reasons = response.json["plan_info"]["reasons"]
+    assert any(r.startswith("request size moderate") for r in reasons)
+    assert any(
+        r.startswith("rule security (priority 40; payments: stripe, checkout") for r in reasons
+    )
 
 
 def test_preview_dag_can_be_submitted_as_is(client, db):

@@ -5,7 +5,15 @@ import math
 import pytest
 
 from app.planning import ComplexityLevel, Estimate, PlanningError, level_for_hours, pert_expected
-from app.planning.complexity import analyze_request
+from app.planning.complexity import (
+    MAX_SCALE,
+    MIN_SCALE,
+    RequestProfile,
+    analyze_request,
+    breadth_factor,
+    content_words,
+)
+from app.planning.text import tokenize
 
 
 @pytest.mark.parametrize(
@@ -123,13 +131,47 @@ def test_parse_rejects_unknown_levels(value):
 
 
 def test_scope_and_risk_words_change_the_profile_deterministically():
-    plain = analyze_request("Add a settings endpoint")
-    small = analyze_request("Add a small settings endpoint")
+    for_all = "for the admin team, the auditors, the support desk and the billing staff"
+    plain = analyze_request(f"Add a settings endpoint {for_all}")
+    small = analyze_request(f"Add a small settings endpoint {for_all}")
+    locked = analyze_request("Add a settings endpoint with a global lock")
     risky = analyze_request("Add a settings endpoint with a distributed lock")
     assert plain.scale == 1.0 and plain.risk == 1.0
-    assert small.scale < plain.scale
-    assert risky.risk > plain.risk and risky.scale == plain.scale
-    assert analyze_request("Add a small settings endpoint") == small
+    assert small.scale == 0.6  # scope words scale the work; they are not asks themselves
+    assert risky.risk > locked.risk == 1.0 and risky.scale == locked.scale
+    assert analyze_request("Add a small settings endpoint") == analyze_request(
+        "Add a small settings endpoint"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "factor"),
+    [
+        ("Add dark mode", 3, 0.7),
+        ("Add dark mode to the mobile app", 5, 0.7),
+        ("Add a small tooltip to the export button", 3, 0.7),
+        ("Add a settings endpoint for the admin team and their auditors", 6, 0.76),
+        ("Let users upload a profile picture, store it in S3 and show it on their profile page",
+         10, 1.0),
+        ("Implement a multi-tenant invoicing platform with a Postgres database, a GraphQL API, "
+         "email notifications, PDF exports, Stripe billing and an audit log", 15, 1.3),
+        (" ".join(f"word{n}" for n in range(40)), 40, 1.4),
+    ],
+)  # fmt: skip
+def test_breadth_counts_content_words_within_bounds(text, words, factor):
+    tokens = tokenize(text)
+    assert content_words(tokens) == words
+    assert breadth_factor(tokens) == factor
+
+
+def test_breadth_is_a_reported_size_signal():
+    short = analyze_request("Add dark mode")
+    assert short.scale == 0.7
+    assert "breadth 3 content word(s) x0.7" in short.signals
+    ten = analyze_request(
+        "Add dark mode to the settings screen, the login page, the app bar and the footer"
+    )
+    assert not any(signal.startswith("breadth") for signal in ten.signals)
 
 
 def test_risk_widens_the_pessimistic_side_more_than_the_likely_one():
@@ -151,7 +193,12 @@ def test_more_components_make_the_build_step_bigger():
     assert three.estimate(base, per_component=True).expected_hours > (
         one.estimate(base, per_component=True).expected_hours
     )
-    assert three.estimate(base).expected_hours == one.estimate(base).expected_hours
+    same_size = RequestProfile(three.scale, three.risk, ("api",), ())
+    assert (
+        three.estimate(base)
+        == same_size.estimate(base)
+        == same_size.estimate(base, per_component=True)
+    )
 
 
 def test_components_are_whole_words_only():
@@ -162,5 +209,5 @@ def test_components_are_whole_words_only():
 def test_scale_is_clamped():
     huge = analyze_request("rewrite the entire whole comprehensive platform across everything")
     tiny = analyze_request("a tiny trivial typo one-line change")
-    assert huge.scale == 3.0
-    assert tiny.scale == 0.2
+    assert huge.scale == MAX_SCALE == 3.0
+    assert tiny.scale == MIN_SCALE == 0.05

@@ -27,6 +27,7 @@ from app.planning.capabilities import AgentCapability
 from app.planning.complexity import analyze_request
 from app.planning.decompose import MAX_TASKS, split_components
 from app.planning.draft import DraftPlan, DraftTask
+from app.planning.intent import read_intent
 from app.planning.rules import RuleContext, split_frontend
 from app.planning.templates import FEATURE
 from app.planning.text import TokenIndex, tokenize
@@ -141,12 +142,12 @@ ALL_RULES = (
 
 def test_each_rule_applies_once_and_creates_its_own_tasks():
     result = plan(ALL_RULES, max_depth=1)
-    assert _rules(result) == {"ui", "database", "microservice", "auth"}
-    for rule in ("ui", "database", "microservice", "auth"):
+    assert _rules(result) == {"ui", "database", "service", "security"}
+    for rule in ("ui", "database", "service", "security"):
         assert sum(r.startswith(f"rule {rule} ") for r in result.reasons) == 1
     keys = [task["key"] for task in result.tasks]
     assert keys.count("schema") == 1 and keys.count("security-review") == 1
-    assert {key for key, rule in result.rule_by_task.items() if rule == "auth"} == {
+    assert {key for key, rule in result.rule_by_task.items() if rule == "security"} == {
         "security-review"
     }
 
@@ -173,15 +174,15 @@ def test_a_rule_skips_a_task_another_rule_shaped():
     draft.add_task(_draft_task("impl", components=("api", "ui")))
     draft.roles["build"] = ["impl"]
     draft.claim("impl", "custom")
-    context = RuleContext(FEATURE, analyze_request("api ui"), "api ui")
+    context = RuleContext(FEATURE, analyze_request("api ui"), "api ui", read_intent("api ui"))
     assert split_frontend(draft, context).startswith("skipped")
     assert list(draft.graph) == ["impl"] and draft.owner("impl") == "custom"
 
 
 def test_rules_outside_their_templates_are_reported_not_applied():
-    result = plan("Fix the broken checkout page layout")
+    result = plan("Fix the broken settings page layout")
     assert result.template == "bug_fix" and _rules(result) == set()
-    assert any("rule ui matched (page) but does not apply" in r for r in result.reasons)
+    assert any("rule ui matched (page, layout) but does not apply" in r for r in result.reasons)
 
 
 # --- whole-word matching -------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_ui_rule_ignores_words_containing_ui(prompt):
 )
 def test_auth_rule_ignores_author(prompt):
     result = plan(prompt)
-    assert "auth" not in _rules(result)
+    assert "security" not in _rules(result)
     assert "security-review" not in {task["key"] for task in result.tasks}
 
 
@@ -249,8 +250,8 @@ def test_auth_rule_ignores_author(prompt):
     [
         ("Add a UI for managing API keys", "ui"),
         ("Add a front-end for the reports", "ui"),
-        ("Add auth to the admin API", "auth"),
-        ("Add OAuth2 sign-in to the API", "auth"),
+        ("Add auth to the admin API", "security"),
+        ("Add OAuth2 sign-in to the API", "security"),
         ("Add a CRUD API for products", "database"),
     ],
 )
