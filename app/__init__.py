@@ -15,6 +15,7 @@ from .config import load_config
 from .extensions import db
 from .logging_config import configure_logging, hook_celery_logging
 from .metrics import init_metrics
+from .ui import init_ui
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -32,5 +33,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     init_auth(app, api)
     init_input_guard(app)
     register_blueprints(api)
+    init_ui(app)  # the dashboard under /ui/
     register_error_handlers(app)
     return app

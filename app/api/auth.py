@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_PREFIXES = ("/api/v1/tokens", "/api/v1/maintenance")
+# The dashboard authenticates by its own signed cookie (app/ui/auth.py), not a bearer header.
+UI_PREFIX = "/ui/"
 SCHEME = "bearerAuth"
 AUTH_DISABLED_PRINCIPAL = Principal(
     "auth-disabled", "auth-disabled", tokens.granted_scopes(["admin"])
@@ -167,6 +169,8 @@ def authenticate_request():
     """The before_request hook: let public routes through, else demand a token with the scope."""
     rule = request.url_rule
     if rule is None or is_public(rule.rule, current_app.config):
+        return None
+    if rule.rule.startswith(UI_PREFIX):
         return None
     if current_app.config["AUTH_DISABLED"]:
         g.principal = AUTH_DISABLED_PRINCIPAL

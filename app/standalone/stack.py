@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICE_USER = "orch-service"
 # Run as SERVICE_USER when started as root; the worker runs as root (see the module docstring).
 DROPPED = ("web", "beat", "flower")
+# Sizing rule: the sum of the agents' capacities plus 8 (launches, recovery, wake-ups).
+DEFAULT_CONCURRENCY = 96
 
 
 def reset_metrics_dir(path: Path) -> None:
@@ -81,7 +83,11 @@ class Stack:
     home: Path
     api_port: int = 5000
     flower_port: int = 5555
-    worker_concurrency: int = 8
+    # Worker threads: enough for every slot of every agent plus the control tasks; waiting
+    # tasks hold none (app/engine/waitlist.py). WORKER_CONCURRENCY overrides it.
+    worker_concurrency: int = field(
+        default_factory=lambda: int(os.environ.get("WORKER_CONCURRENCY", DEFAULT_CONCURRENCY))
+    )
     env: dict = field(default_factory=lambda: dict(os.environ))
     # Restarts and give-ups are logged as warnings: on the console's stderr.
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -181,6 +187,7 @@ class Stack:
         celery = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
         self._spawn("worker", [*celery, "worker", "-Q", "control,agents", "-P", "threads",
                                "-c", str(self.worker_concurrency), "-l", "info",
+                               "--without-gossip", "--without-mingle",
                                "-n", "standalone@%h"])  # fmt: skip
         schedule = self.home / ("service" if self.service_user else "") / "celerybeat-schedule"
         self._spawn("beat", [*celery, "beat", "-l", "info", "-s", str(schedule)])
@@ -262,6 +269,7 @@ def run_standalone(home: Path, port: int, example: bool = True) -> int:
         stack.start_processes()
         user, _, password = stack.env["FLOWER_BASIC_AUTH"].partition(":")
         print(f"  API         {stack.api_url}   (docs: {stack.api_url}/api/docs)")
+        print(f"  Dashboard   {stack.api_url}/ui/   (sign in with the API token below)")
         print(f"  API token   {token}   (admin; also in {stack.home / 'admin-token'})")
         print(f"  Metrics     {stack.api_url}/metrics   (with the token)")
         print(f"  Flower      {stack.flower_url}   (user {user}, password {password})")
