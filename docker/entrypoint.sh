@@ -25,7 +25,8 @@ case "${1:-web}" in
            # gevent workers: an open event stream is a greenlet, not one of a few threads.
            exec gunicorn --worker-class gevent --workers "${WEB_CONCURRENCY:-2}" \
              --worker-connections "${WEB_CONNECTIONS:-1000}" --bind "0.0.0.0:${PORT:-5000}" wsgi:app ;;
-  worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-20}" -l info ;;
+  worker)  exec celery -A tasks.worker worker -Q control,agents -P threads -c "${WORKER_CONCURRENCY:-96}" -l info \
+             --without-gossip --without-mingle ;;
   beat)    exec celery -A tasks.worker beat -l info -s /tmp/celerybeat-schedule ;;
   flower)  unset PROMETHEUS_MULTIPROC_DIR
            # Flower reads FLOWER_BASIC_AUTH itself: the password stays off the command line.

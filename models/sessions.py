@@ -63,6 +63,10 @@ class Session(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_by: Mapped[str | None] = mapped_column(String(200))
     workdir: Mapped[str | None] = mapped_column(Text)
+    # Instead of a workdir: a git URL every worker host can reach, and the base branch (None:
+    # the remote's default branch). Tasks push orch/<session>/<task> there.
+    repository_url: Mapped[str | None] = mapped_column(Text)
+    repository_branch: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
@@ -73,6 +77,18 @@ class Session(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # Which planner made the DAG and why (empty for a DAG the request carried).
     plan_info: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Budgets and approvals (app/engine/budget.py, app/services/approvals.py): the limits
+    # {max_tokens, max_cost_usd, max_agent_seconds} over all tasks and attempts, what was spent,
+    # whether a person approves the plan first, how long approvals wait, and why it is paused.
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spent_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spent_agent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    approve_plan: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    approval_policy: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default="{}"
+    )
+    pause_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
@@ -105,7 +121,10 @@ class Session(Base):
 
 class SessionTask(Base):
     __tablename__ = "session_tasks"
-    __table_args__ = (UniqueConstraint("session_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("session_id", "key"),
+        Index("ix_session_tasks_waiting_agent_id_status", "waiting_agent_id", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     session_id: Mapped[str] = mapped_column(
@@ -119,6 +138,7 @@ class SessionTask(Base):
     action: Mapped[str | None] = mapped_column(String(32))
     branch: Mapped[str | None] = mapped_column(String(200))
     required_capabilities: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    technologies: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default="[]")
     optional: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[TaskStatus] = mapped_column(
         StrEnum(TaskStatus, "task_status"), default=TaskStatus.PENDING
@@ -129,6 +149,13 @@ class SessionTask(Base):
     assigned_agent_id: Mapped[str | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL"), index=True
     )
+    # The agent whose wait list holds this task (no free slot when it was claimed), since when,
+    # and when a freed slot sent it a message again (app/engine/waitlist.py).
+    waiting_agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    waiting_since: Mapped[datetime | None] = mapped_column(Timestamp())
+    woken_at: Mapped[datetime | None] = mapped_column(Timestamp())
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     fence_token: Mapped[int] = mapped_column(BigInteger, default=0)
     estimate_hours: Mapped[float | None] = mapped_column(Float)
@@ -137,6 +164,14 @@ class SessionTask(Base):
     tokens: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     executions: Mapped[int] = mapped_column(Integer, default=0)
+    # The task's own budget and what all its attempts spent; a gate before it starts.
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    spent_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spent_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spent_agent_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    requires_approval: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="false"
+    )
     worker: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp())
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)

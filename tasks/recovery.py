@@ -1,5 +1,5 @@
 """Beat jobs that keep sessions healthy: the timeout watchdog and the reconciler, and the wake-up
-of sessions with blocked tasks after an agent became available.
+of sessions with blocked tasks, and of agents' waiting tasks, after an agent became available.
 
 Each beat job only finds due ids and fans out one guarded, idempotent task per id.
 """
@@ -12,7 +12,7 @@ from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 
-from app.engine import lifecycle, recovery
+from app.engine import lifecycle, recovery, waitlist
 from app.engine.broker import broker_messages
 from app.engine.transactions import in_transaction
 from app.extensions import db
@@ -57,7 +57,20 @@ def reconcile() -> dict:
         else:
             relaunch.delay(session_id, reason)
     orphaned = in_transaction(recovery.orphan_children_of_halted_parents)
-    return {"relaunched": len(lost), "orphaned": len(orphaned)}
+    waiting = in_transaction(waitlist.agents_with_waiters)
+    for agent_id in waiting:
+        wake_waiters.delay(agent_id)
+    return {"relaunched": len(lost), "orphaned": len(orphaned), "agents_with_waiters": len(waiting)}
+
+
+@shared_task(name="recovery.wake_waiters", ignore_result=True)
+def wake_waiters(agent_id: str) -> int:
+    """Send the best waiting tasks of an agent, one per free slot (idempotent: none when its
+    slots are taken or promised to woken waiters)."""
+    dispatches = in_transaction(waitlist.wake, agent_id)
+    for dispatch in dispatches:
+        apply_dispatch(dispatch)
+    return len(dispatches)
 
 
 @shared_task(name="recovery.relaunch", ignore_result=True)
@@ -71,6 +84,8 @@ def relaunch(session_id: str, reason: str) -> None:
 def resume_blocked(agent_ids: list[str] | None = None) -> int:
     """After agents became available (`agent_ids`, for the log): wake every session with a
     blocked task that an agent can now take."""
+    for agent_id in agent_ids or ():  # more slots, or back in service: its waiters first
+        wake_waiters(agent_id)
     due = in_transaction(recovery.sessions_to_unblock)
     logger.info("resume_blocked agent_ids=%s sessions=%d", agent_ids, len(due))
     for session_id in due:

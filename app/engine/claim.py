@@ -99,25 +99,51 @@ _CLAIM = (
         _sessions.c.repository_url,
         _sessions.c.repository_branch,
         # A budget covers the attempt (app/engine/budget.py): the session's or the task's.
-        ((_sessions.c.budget != literal({}, JSONB)) | (_tasks.c.budget != literal({}, JSONB)))
-        .label("budgeted"),
+        (
+            (_sessions.c.budget != literal({}, JSONB)) | (_tasks.c.budget != literal({}, JSONB))
+        ).label("budgeted"),
     )  # fmt: skip
 )
+_waiter = SessionTask.__table__.alias("waiter")
+# Nobody else is in the chosen agent's wait list (else `waitlist.better_waiters` decides).
+_NOBODY_WAITING = ~(
+    select(_waiter.c.id)
+    .where(
+        _waiter.c.waiting_agent_id == bindparam("p_agent_id"),
+        _waiter.c.status == TaskStatus.READY,
+        _waiter.c.id != bindparam("p_task_id"),
+    )
+    .exists()
+)
+
+
 # The same claim when the worker already holds a free slot of the chosen agent: the attempt
 # starts at once, fenced by the slot's token, and no second transaction is needed to start it.
-_CLAIM_AND_START = (
-    update(_tasks)
-    .where(*_CLAIMABLE, _HAS_ATTEMPTS_LEFT, _tasks.c.fence_token <= bindparam("p_token"))
-    .values(
-        status=TaskStatus.IN_PROGRESS,
-        **_ASSIGNMENT,
-        fence_token=bindparam("p_token"),
-        started_at=bindparam("p_now"),
-        executions=_tasks.c.executions + 1,
-        branch=None,
+# The first form also needs nobody else waiting for the agent (one statement on the hot path);
+# otherwise `waitlist.better_waiters` decides whether the slot is this task's (the second).
+def _claim_and_start(*conditions):
+    return (
+        update(_tasks)
+        .where(
+            *_CLAIMABLE,
+            _HAS_ATTEMPTS_LEFT,
+            _tasks.c.fence_token <= bindparam("p_token"),
+            *conditions,
+        )
+        .values(
+            status=TaskStatus.IN_PROGRESS,
+            **_ASSIGNMENT,
+            fence_token=bindparam("p_token"),
+            started_at=bindparam("p_now"),
+            executions=_tasks.c.executions + 1,
+            branch=None,
+        )
+        .returning(*_CLAIM.exported_columns)
     )
-    .returning(*_CLAIM.exported_columns)
-)
+
+
+_CLAIM_AND_START = _claim_and_start(_NOBODY_WAITING)
+_CLAIM_AND_START_ANYWAY = _claim_and_start()
 # No free slot: the task joins the agent's wait list (`waitlist`) and stays `ready`; a task
 # parked before keeps its place (its waiting_since).
 _PARK = (
@@ -207,11 +233,15 @@ def claim(
         return _not_claimed(db, session_id, task_id, epoch)
     params.update(p_agent_id=agent.id, p_now=utcnow(), p_worker=worker)
     token = take_slot(agent, graph.graph["workdir"]) if take_slot is not None else None
-    if take_slot is not None and (token is None or _yields(db, take_slot, agent, task_id)):
+    if take_slot is not None and token is None:
         return _park(db, params, session_id, task_id, epoch)
-    row = None
-    if token is not None and not needs_worktree(graph.graph["workdir"]):
-        row = db.execute(_CLAIM_AND_START, {**params, "p_token": token}).first()
+    start_now = token is not None and not needs_worktree(graph.graph["workdir"])
+    row = db.execute(_CLAIM_AND_START, {**params, "p_token": token}).first() if start_now else None
+    if token is not None and row is None:  # others wait for this agent, or a stale message
+        if _yields(db, take_slot, agent, task_id):
+            return _park(db, params, session_id, task_id, epoch)
+        if start_now:
+            row = db.execute(_CLAIM_AND_START_ANYWAY, {**params, "p_token": token}).first()
     if row is None:
         token = None  # not started here (a stale message, or a newer fencing token was seen)
         row = db.execute(_CLAIM, params).first()

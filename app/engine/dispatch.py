@@ -15,7 +15,7 @@ from models import Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
-from . import canvas
+from . import canvas, gates
 from .dependencies import (
     blocked_forever,
     ready_tasks,
@@ -76,9 +76,13 @@ def dispatch_ready(
         [tid for tid in run if statuses[tid] is TaskStatus.PENDING]
         for run in canvas.dispatch_runs(unfinished, ready)
     ]
+    if graph.graph["gated"]:
+        runs = gates.hold_gated(db, session, graph, runs)
     queued = [tid for run in runs for tid in run]
     if queued:
-        MARK_READY.apply(db, _tasks.c.id.in_(queued), epoch=session.epoch, queued_at=utcnow())
+        # A fresh message is sent: out of any wait list (`waitlist`), keeping the aging clock.
+        MARK_READY.apply(db, _tasks.c.id.in_(queued), epoch=session.epoch, queued_at=utcnow(),
+                         waiting_agent_id=None, woken_at=None)  # fmt: skip
     for tid in queued:
         statuses[tid] = TaskStatus.READY
     finish_if_done(db, session, statuses)

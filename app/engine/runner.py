@@ -2,8 +2,10 @@
 works, record the outcome. Called by the `sessions.run_task` Celery task; returns what to
 dispatch next (or when to run the same message again), for the caller to enqueue after commit.
 
-Whatever happens, a slot the runner took is given back, and an attempt whose slot lease or
-task lease is lost is stopped (its driver's cancel event is set) and retried, not failed.
+A task whose agent has no free slot is parked in the agent's wait list by the claim and the
+worker is free at once (`waitlist`). Whatever happens, a slot the runner took is given back,
+and then the best waiters of that agent are woken (sent with `enqueue`); an attempt whose slot
+lease or task lease is lost is stopped (its driver's cancel event is set) and retried.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 
+import redis
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as DbSession
@@ -20,16 +23,15 @@ from sqlalchemy.orm import Session as DbSession
 from app.drivers import get_driver
 from app.drivers.base import DriverJob, DriverResult
 from app.extensions import db
-from app.locks import LockTimeout
 from app.metrics import observe_lease_age, observe_task_finished, observe_task_started
 from app.workspaces import WorkspaceError
 from models.base import utcnow
 
-from . import attempts, worktrees
+from . import attempts, budget, waitlist, worktrees
 from .claim import claim
 from .dispatch import Dispatch, dispatch_after_start
 from .outcome import abandon_attempt, record_outcome
-from .slots import SlotTaker, agent_semaphore
+from .slots import SlotTaker
 from .transactions import in_transaction
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class AttemptLease:
     def __init__(self, job: DriverJob, interval: float, timeout: float):
         self.job, self.interval, self.timeout = job, interval, timeout
         self.cancel = threading.Event()
+        self.meter: budget.Meter | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="attempt-lease")
 
@@ -62,6 +65,8 @@ class AttemptLease:
                 with DbSession(bind=db.engine) as own, own.begin():
                     owned = attempts.renew_lease(own, self.job)
                 last_renewal = time.monotonic()
+                if owned and self.meter is not None:
+                    self.meter.heartbeat()
                 observe_lease_age(self.job.agent.name, last_renewal - started)
             except DBAPIError as error:
                 logger.warning("lease renewal failed session_id=%s task_id=%s: %s",
@@ -93,18 +98,18 @@ def run_task(
     """Run one task message to its end; None when the message was stale or duplicated.
 
     `enqueue(dispatch)` sends what the attempt's start released (start_to_start successors)
-    while the driver still runs."""
+    while the driver still runs, and the waiters woken when the slot is given back."""
     watch = _SlotWatch()
-    owner = f"{worker}/{task_id}"
-    taker = SlotTaker(owner, watch.on_lost)
+    taker = SlotTaker(f"{worker}/{task_id}", watch.on_lost)
     try:  # whatever happens, a slot the claim took is given back
         job = in_transaction(claim, session_id, task_id, epoch, worker, taker)
+        if isinstance(job, waitlist.Parked):  # a slot may have freed while it parked
+            wake_waiters(job.agent_id, enqueue)
+            return None
         if not isinstance(job, DriverJob):
             return job  # None (a stale or duplicate message), or the dispatch of a task failed
-        if job.started_token is None:
-            taker.release()
         try:  # whatever breaks after the claim ends the attempt in PostgreSQL, with its reason
-            return _hold_and_run(job, epoch, owner, watch, enqueue)
+            return _hold_and_run(job, epoch, taker, watch, enqueue)
         except Exception as error:
             retryable = not isinstance(error, WorkspaceError)
             logger.exception("attempt broke session_id=%s task_id=%s agent_id=%s retryable=%s",
@@ -112,13 +117,29 @@ def run_task(
             reason = f"{'Engine' if retryable else 'Workspace'} error: {error}"[:2000]
             return in_transaction(abandon_attempt, job, epoch, reason, retryable)
     finally:
-        taker.release()
+        agent_id = taker.agent_id
+        if taker.release():
+            wake_waiters(agent_id, enqueue)
+
+
+def wake_waiters(agent_id: str, enqueue) -> None:
+    """Send the best waiters of an agent that has free slots (after the commit that freed one).
+    A failure is only logged: the reconciler wakes waiters of agents with free slots."""
+    if enqueue is None:
+        return
+    try:
+        if not waitlist.anyone_waiting(db.reader, agent_id):
+            return
+        for dispatch in in_transaction(waitlist.wake, agent_id):
+            enqueue(dispatch)
+    except (DBAPIError, redis.RedisError) as error:
+        logger.warning("waiters not woken agent_id=%s error=%s", agent_id, error)
 
 
 def _hold_and_run(
-    job: DriverJob, epoch: int, owner: str, watch: _SlotWatch, enqueue
+    job: DriverJob, epoch: int, taker: SlotTaker, watch: _SlotWatch, enqueue
 ) -> Dispatch | None:
-    """Hold the attempt's lease, and its agent's slot unless the claim took it, while it runs."""
+    """Hold the attempt's lease (and the slot the claim took) while it runs."""
     config = current_app.config
     heartbeat, lease_s = config["TASK_HEARTBEAT_SECONDS"], config["TASK_LEASE_SECONDS"]
     with AttemptLease(job, heartbeat, lease_s) as lease:
@@ -130,16 +151,10 @@ def _hold_and_run(
             return started.execute(job, job.started_token)
         if not job.agent.id:  # an engine step (integration): no agent slot to take
             return started.start_and_execute(0)
-        semaphore = agent_semaphore(job.agent.id, job.capacity)
-        try:
-            agent_lease = semaphore.acquire(
-                timeout=config["AGENT_WAIT_SECONDS"], owner=owner, on_lost=watch.on_lost
-            )
-        except LockTimeout:
+        if taker.lease is None:  # claimed without a slot (no taker): give it back, run later
             in_transaction(attempts.release_assignment, job)
             return Dispatch(job.session_id, epoch, 0, retry_in=SLOT_WAIT_RETRY_SECONDS)
-        with agent_lease:
-            return started.start_and_execute(agent_lease.token)
+        return started.start_and_execute(taker.lease.token)  # in its worktree
 
 
 class _Started:
@@ -169,9 +184,14 @@ class _Started:
                 self.enqueue(released)
         if job.queued_at is not None:
             observe_task_started(job.agent.name, (utcnow() - job.queued_at).total_seconds())
+        job = replace(job, meter=budget.Meter(job, self.lease.cancel))
+        self.lease.meter = job.meter  # charged at each heartbeat under a budget
         started = time.monotonic()
         try:
-            outcome = get_driver(job.agent.driver).run(job, self.lease.cancel)
+            if job.meter.before_start():
+                outcome = get_driver(job.agent.driver).run(job, self.lease.cancel)
+            else:
+                outcome = DriverResult(succeeded=False, error="Not started: a budget is spent")
         except Exception as error:  # a driver bug must still end the attempt in PostgreSQL
             logger.exception("driver crashed session_id=%s task_id=%s agent_id=%s",
                              job.session_id, job.task_id, job.agent.id)  # fmt: skip
@@ -185,4 +205,11 @@ class _Started:
             outcome = replace(outcome, retryable=True, error=error)
         status = "completed" if outcome.succeeded else "failed"
         observe_task_finished(job.agent.name, status, duration, outcome.tokens, outcome.cost)
-        return in_transaction(record_outcome, job, self.epoch, outcome, duration, token)
+        if job.meter.interrupted is not None and not outcome.succeeded:
+            job.meter.settle()  # the session is paused first: the task then waits in it
+            return in_transaction(
+                budget.record_interrupted, job, self.epoch, outcome, duration, token
+            )
+        dispatch = in_transaction(record_outcome, job, self.epoch, outcome, duration, token)
+        budget.after_outcome(job)  # the outcome spent a budget: pause the session
+        return dispatch

@@ -57,6 +57,24 @@ def keys_of(db, session, runs):
     return [[by_id[i] for i in run] for run in runs]
 
 
+class FixedSlot:
+    """A slot source for `claim` that offers the same token (or None: the agent is busy)."""
+
+    def __init__(self, token, offered=None):
+        self.token, self.offered = token, offered
+
+    def __call__(self, agent, workdir):
+        if self.offered is not None:
+            self.offered.append((agent.name, workdir))
+        return self.token
+
+    def release(self):
+        return False
+
+    def spare(self, agent):
+        return 0
+
+
 def claim_and_start(db, session_id, task_id, epoch, token=1):
     job = claim(db, session_id, task_id, epoch)
     assert job is not None
@@ -304,12 +322,7 @@ def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
     db.commit()
     ids = task_ids(db, session)
     offered = []
-
-    def free_slot(agent, workdir):
-        offered.append((agent.name, workdir))
-        return 7
-
-    job = claim(db, session.id, ids["a"], dispatch.epoch, "w1", free_slot)
+    job = claim(db, session.id, ids["a"], dispatch.epoch, "w1", FixedSlot(7, offered))
     db.commit()
     assert offered == [("runner", session.workdir or "")]
     assert job.started_token == 7
@@ -320,12 +333,13 @@ def test_a_claim_holding_a_free_slot_starts_the_attempt_at_once(db):
     assert types == ["task.assigned", "task.started"]
     assert record_outcome(db, job, dispatch.epoch, OK, 0.1, 7) is not None
     db.commit()
-    # A busy agent (no free slot): the task is only assigned and waits for a slot.
-    waiting = claim(db, session.id, ids["b"], dispatch.epoch, "w1", lambda *_: None)
+    # A busy agent (no free slot): the task stays ready, parked in the agent's wait list.
+    waiting = claim(db, session.id, ids["b"], dispatch.epoch, "w1", FixedSlot(None))
     db.commit()
-    assert waiting.started_token is None
+    assert waiting.task_id == ids["b"] and waiting.agent_id == job.agent.id
     db.refresh(task := db.get(SessionTask, ids["b"]))
-    assert task.status is TaskStatus.ASSIGNED and task.executions == 0
+    assert task.status is TaskStatus.READY and task.executions == 0
+    assert task.waiting_agent_id == job.agent.id and task.waiting_since is not None
 
 
 def test_a_slot_token_older_than_the_tasks_fence_only_assigns(db):
@@ -334,7 +348,7 @@ def test_a_slot_token_older_than_the_tasks_fence_only_assigns(db):
     db.query(SessionTask).filter_by(session_id=session.id).update({"fence_token": 50})
     db.commit()
     (task_id,) = dispatch.runs[0]
-    job = claim(db, session.id, task_id, dispatch.epoch, "w1", lambda *_: 3)
+    job = claim(db, session.id, task_id, dispatch.epoch, "w1", FixedSlot(3))
     db.commit()
     assert job is not None and job.started_token is None
     assert not attempts.start_attempt(db, job, 3)
@@ -345,7 +359,7 @@ def test_a_stale_message_with_a_free_slot_claims_nothing(db):
     dispatch = launch(db, session.id)
     db.commit()
     (task_id,) = dispatch.runs[0]
-    assert claim(db, session.id, task_id, dispatch.epoch - 1, "w1", lambda *_: 5) is None
+    assert claim(db, session.id, task_id, dispatch.epoch - 1, "w1", FixedSlot(5)) is None
     db.commit()
     task = db.get(SessionTask, task_id)
     db.refresh(task)

@@ -7,8 +7,9 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from app.engine import attempts, lifecycle, outcome, runner, slots
+from app.engine import attempts, lifecycle, outcome, runner, slots, waitlist
 from app.engine.launch import launch
+from app.engine.transactions import in_transaction
 from app.extensions import db as database
 from app.services import agents, sessions
 from models import Agent, Checkpoint, Session, SessionEvent, SessionTask
@@ -109,37 +110,29 @@ def test_a_free_slot_starts_the_attempt_in_the_claim_and_the_task_completes(
     assert semaphore(agent_id).state().holders == []
 
 
-def test_a_busy_agent_keeps_the_task_assigned_until_its_slot_is_free(app, db, redis_client):
-    sid, agent_id, epoch = make_session(db, [("a", "true", [])])
-    a = task(db, sid, "a")
-    with semaphore(agent_id).acquire(timeout=5, owner="someone-else"):
-        run = InThread(app, sid, a.id, epoch, WORKER)
-        owner = f"{WORKER}/{a.id}"
-        wait_until(lambda: semaphore(agent_id).state().waiters == [owner], 20, message="in line")
-        assert task(db, sid, "a").status is TaskStatus.ASSIGNED
-    run.join()  # the slot given back above went to the waiting attempt
-    done = task(db, sid, "a")
-    assert done.status is TaskStatus.COMPLETED and done.executions == 1
-    assert event_types(db, sid, a.id) == ["task.assigned", "task.started", "task.completed"]
-    assert semaphore(agent_id).state().holders == []
-
-
-def test_an_agent_busy_past_the_wait_gives_the_task_back_to_run_later(
-    app, db, redis_client, monkeypatch
+def test_a_busy_agent_parks_the_task_and_frees_the_worker_until_a_slot_is_woken(
+    app, db, redis_client
 ):
-    monkeypatch.setitem(app.config, "AGENT_WAIT_SECONDS", 0.1)
     sid, agent_id, epoch = make_session(db, [("a", "true", [])])
     a = task(db, sid, "a")
+    sent = []
     with semaphore(agent_id).acquire(timeout=5, owner="someone-else"):
-        dispatch = runner.run_task(sid, a.id, epoch, WORKER)
-        assert dispatch.retry_in == runner.SLOT_WAIT_RETRY_SECONDS
-        back = task(db, sid, "a")
-        assert back.status is TaskStatus.READY
-        assert (back.attempt, back.executions) == (1, 0)  # the number stays, no execution used
-        assert semaphore(agent_id).state().waiters == []  # no ghost left in the line
-    runner.run_task(sid, a.id, epoch, WORKER)  # the message runs again once the agent is free
+        assert runner.run_task(sid, a.id, epoch, WORKER, sent.append) is None  # returns at once
+        parked = task(db, sid, "a")
+        assert parked.status is TaskStatus.READY and parked.waiting_agent_id == agent_id
+        assert (parked.attempt, parked.executions) == (0, 0)  # no attempt was used
+        assert semaphore(agent_id).state().waiters == []  # nobody waits in Redis
+        assert sent == []  # no slot was free: nobody woken
+    (woken,) = in_transaction(waitlist.wake, agent_id)  # the slot is free again
+    assert woken.runs == [[a.id]] and woken.epoch == epoch
+    runner.run_task(sid, a.id, epoch, WORKER, sent.append)
     done = task(db, sid, "a")
-    assert (done.status, done.attempt, done.executions) == (TaskStatus.COMPLETED, 2, 1)
+    assert (done.status, done.attempt, done.executions) == (TaskStatus.COMPLETED, 1, 1)
+    assert done.waiting_agent_id is None and done.waiting_since is None
+    assert event_types(db, sid, a.id) == [
+        "task.waiting_for_agent", "task.assigned", "task.started", "task.completed"
+    ]  # fmt: skip
+    assert semaphore(agent_id).state().holders == []
 
 
 def test_a_lost_slot_lease_stops_the_command_and_retries_the_task(
