@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.cli import progress
 from app.cli.client import EXIT_FAILED, EXIT_OK, ApiClient, CliError, in_database
+from app.config import install_secret
 from app.services import tokens
 from models import ApiToken
 
@@ -126,6 +127,10 @@ class Stack:
             print("  Redis       from REDIS_URL")
         self.env.setdefault("WORKSPACE_ROOT", str(self.home / "work"))
         self.env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
+        # The dashboard's cookie key, kept per install; handed to the processes in their
+        # environment, since they run as the service user and cannot read the stack's files.
+        if not self.env.get("SECRET_KEY"):
+            self.env["SECRET_KEY"] = install_secret(self.home / "secret-key")
         self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.home / "metrics"))
         reset_metrics_dir(Path(self.env["PROMETHEUS_MULTIPROC_DIR"]))
 
