@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -350,3 +351,260 @@ def remove_worktrees(
             session_dir.rmdir()
     logger.info("workspace_removed session_id=%s branches=%d", session_id, len(refs))
     return refs
+
+
+# -- repositories every host reaches: a bare mirror per repository and host ----------------
+#
+# A session that names a `repository` (a git URL) instead of a local workdir works without a
+# shared file system: each worker host keeps a bare mirror of the repository under its
+# WORKSPACE_ROOT, a task checks out its own worktree from the mirror at its base (fetched
+# first) and pushes its branch, and the integration step fetches the task branches, merges
+# them in a scratch worktree and pushes the integration branch. The remote is the only
+# shared state; a pushed branch is a task's result.
+
+MIRRORS_DIR = "mirrors"
+REMOTE_WORKTREES_DIR = "worktrees"
+REMOTE = "origin"
+DEFAULT_BRANCH = "main"
+URL_SCHEMES = ("file", "ssh", "https", "git")
+# scp-like ssh syntax: [user@]host:path (no "://"; a host of one letter would be a drive).
+_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._~-]+@)?[A-Za-z0-9.-]{2,}:(?!//)[^\s]+$")
+
+
+class RemoteUnavailable(RuntimeError):
+    """The repository's remote could not be reached or refused a fetch or a push; another
+    attempt (perhaps on another host) may succeed."""
+
+
+def repository_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a session's repository, or None when it can."""
+    if not url or url != url.strip() or any(ord(char) < 33 for char in url):
+        return "Give a git URL without spaces or control characters."
+    if url.startswith("-"):
+        return "A git URL cannot start with '-'."
+    if "://" not in url:
+        if _SCP_LIKE.match(url):
+            return None
+        schemes = ", ".join(URL_SCHEMES)
+        return f"Give a git URL with one of the schemes {schemes} (or user@host:path)."
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in URL_SCHEMES:
+        return f"The scheme {scheme!r} is not one of {', '.join(URL_SCHEMES)}."
+    authority = rest.split("/", 1)[0]
+    if ":" in authority.rpartition("@")[0]:
+        return ("Credentials do not belong in the repository URL (it is stored and logged): "
+                "give the workers a git credential helper or an ssh key.")  # fmt: skip
+    if scheme.lower() == "file" and not rest.startswith("/"):
+        return "A file:// URL needs an absolute path (file:///path/to/repo.git)."
+    if scheme.lower() != "file" and not authority.rpartition("@")[2]:
+        return "The URL names no host."
+    return None
+
+
+def branch_problem(branch: str) -> str | None:
+    """Why `branch` is not a usable branch name (git check-ref-format's rules), or None."""
+    bad = (
+        not branch or branch.startswith(("-", "/")) or branch.endswith(("/", ".", ".lock"))
+        or ".." in branch or "//" in branch or "@{" in branch or branch == "@"
+        or any(ord(char) < 33 or char in "~^:?*[\\\x7f" for char in branch)
+        or any(part.startswith(".") or part.endswith(".lock") for part in branch.split("/"))
+    )  # fmt: skip
+    return "Not a valid git branch name." if bad else None
+
+
+def _remote_git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A git command that talks to the remote: its failure is RemoteUnavailable."""
+    try:
+        return git(cwd, *args)
+    except (WorkspaceError, subprocess.TimeoutExpired) as error:
+        raise RemoteUnavailable(str(error)) from error
+
+
+def mirror_path(root: str | os.PathLike[str], url: str) -> Path:
+    """Where this host keeps its bare mirror of the repository at `url`."""
+    name = _slug(url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git"))
+    digest = hashlib.sha1(url.encode()).hexdigest()[:10]
+    return Path(root).resolve() / MIRRORS_DIR / f"{name}-{digest}.git"
+
+
+@contextlib.contextmanager
+def _path_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across threads and processes (for what may not exist yet)."""
+    with _locks_guard:
+        local = _process_locks.setdefault(str(path), threading.Lock())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with local, open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_mirror(url: str, root: str | os.PathLike[str]) -> Path:
+    """This host's bare mirror of `url` (made on first use); fetched into by `fetch_heads`."""
+    mirror = mirror_path(root, url)
+    with _path_lock(mirror.with_name(mirror.name + ".lock")):
+        if not (mirror / "HEAD").exists():
+            mirror.mkdir(parents=True, exist_ok=True)
+            git(mirror, "init", "-q", "--bare")
+            # No fetch refspec: fetches name their refs, and pushes leave the mirror alone.
+            git(mirror, "config", f"remote.{REMOTE}.url", url)
+            git(mirror, "config", "gc.auto", "0")  # no gc racing concurrent worktree changes
+            _last_fetch.pop(str(mirror), None)  # a fetch into a mirror since deleted is gone
+            logger.info("workspace_mirror_created mirror=%s", mirror)
+    return mirror
+
+
+# The last fetch into each mirror: (when it started, branches asked, default branch, found).
+# A task that asked for the same branches before that fetch started reuses it (single flight):
+# the fetch saw the remote at least as new as the task's request, so N tasks starting together
+# on one host cost one fetch, not N.
+_last_fetch: dict[str, tuple[float, frozenset[str], str, frozenset[str]]] = {}
+
+
+def fetch_heads(
+    mirror: Path, branches: Iterable[str], *, since: float | None = None
+) -> tuple[str, set[str]]:
+    """Fetch the remote's default branch (its HEAD, else main) and those of `branches` that
+    exist into refs/remotes/origin/*; return the default branch and the set of branches
+    fetched (the default among them when the remote has one). Call it under
+    `repository_lock(mirror)`; with `since` (a time.monotonic() taken before the lock was
+    asked for), a fetch of the same branches started after it is reused."""
+    wanted = frozenset(branches)
+    last = _last_fetch.get(str(mirror))
+    if since is not None and last is not None and last[0] >= since and wanted <= last[1]:
+        return last[2], set(last[3])
+    started = time.monotonic()
+    listed = _remote_git(
+        mirror, "ls-remote", "--symref", REMOTE, "HEAD", *(f"refs/heads/{b}" for b in wanted)
+    ).stdout
+    default, heads, head = DEFAULT_BRANCH, {}, None
+    for line in listed.splitlines():
+        if line.startswith("ref: ") and line.endswith("\tHEAD"):
+            default = line[5:].split("\t")[0].removeprefix("refs/heads/")
+        elif line.endswith("\tHEAD"):
+            head = line.split("\t")[0]  # HEAD names a commit: its branch exists
+        elif "\trefs/heads/" in line:
+            sha, _, name = line.partition("\trefs/heads/")
+            heads[name] = sha
+    if head is not None:
+        heads.setdefault(default, head)
+    found = {branch for branch in heads if branch in wanted or branch == default}
+    # Fetch only what moved since the mirror last saw it (a task starting after its siblings
+    # finds the base already there): ls-remote is one round trip, a fetch several.
+    local = git(mirror, "for-each-ref", "--format=%(objectname) %(refname)",
+                *(f"refs/remotes/{REMOTE}/{b}" for b in found)).stdout.split()  # fmt: skip
+    have = dict(zip(local[1::2], local[0::2], strict=True))
+    moved = sorted(b for b in found if have.get(f"refs/remotes/{REMOTE}/{b}") != heads[b])
+    if moved:
+        refspecs = [f"+refs/heads/{b}:refs/remotes/{REMOTE}/{b}" for b in moved]
+        _remote_git(mirror, "fetch", "-q", "--no-tags", REMOTE, *refspecs)
+    _last_fetch[str(mirror)] = (started, wanted, default, frozenset(found))
+    return default, found
+
+
+def create_remote_worktree(
+    url: str,
+    root: str | os.PathLike[str],
+    session_id: str,
+    task_key: str,
+    *,
+    base_branch: str | None = None,
+    after: str | None = None,
+) -> Path:
+    """A fresh worktree of the task's branch orch/<session>/<task> on this host, started from
+    the remote's `after` branch (the integration branch) when it exists, else from the base
+    branch (None: the remote's default). A worktree of an earlier attempt is discarded: an
+    attempt starts from its base."""
+    mirror = ensure_mirror(url, root)
+    branch = branch_name(session_id, task_key)
+    path = worktree_path(mirror, session_id, task_key, Path(root) / REMOTE_WORKTREES_DIR)
+    asked = time.monotonic()
+    with repository_lock(mirror):
+        default, fetched = fetch_heads(mirror, [b for b in (base_branch, after) if b], since=asked)
+        base = base_branch or default
+        start = after if after in fetched else base
+        if start not in fetched:
+            raise WorkspaceError(f"the base branch {start!r} does not exist in the repository")
+        _discard_worktree(mirror, branch, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(mirror, "worktree", "add", "-q", "-B", branch, str(path), f"{REMOTE}/{start}")
+    _writable_for_commands(path)
+    logger.info("workspace_created session_id=%s task=%s branch=%s start=%s path=%s",
+                session_id, task_key, branch, start, path)  # fmt: skip
+    return path
+
+
+def _discard_worktree(mirror: Path, branch: str, path: Path) -> None:
+    """Remove an earlier attempt's worktree of `branch` (or at `path`) on this host."""
+    ref = f"refs/heads/{branch}"
+    stale = [entry["worktree"] for entry in _worktrees(mirror)
+             if entry.get("branch") == ref or Path(entry["worktree"]) == path]  # fmt: skip
+    for worktree in stale:
+        git(mirror, "worktree", "remove", "--force", worktree, check=False)
+    if stale or path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        git(mirror, "worktree", "prune")
+
+
+def push_branch(worktree: str | os.PathLike[str], branch: str) -> str:
+    """Force-push the worktree's HEAD as `branch` (a task's result; a re-run replaces it);
+    return the commit pushed."""
+    path = Path(worktree)
+    head = git(path, "rev-parse", "HEAD").stdout.strip()
+    _remote_git(path, "push", "-q", "--force", REMOTE, f"HEAD:refs/heads/{branch}")
+    logger.info("workspace_pushed branch=%s commit=%s", branch, head[:12])
+    return head
+
+
+def remove_remote_worktree(worktree: str | os.PathLike[str]) -> None:
+    """Remove a task's worktree from this host once its branch is pushed."""
+    path = Path(worktree)
+    common = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir", check=False)
+    mirror = Path(common.stdout.strip())
+    if common.returncode != 0:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    with repository_lock(mirror):
+        git(mirror, "worktree", "remove", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+        git(mirror, "worktree", "prune", check=False)
+
+
+def merge_remote_branches(
+    url: str,
+    root: str | os.PathLike[str],
+    branches: list[str],
+    target_branch: str,
+    *,
+    base_branch: str | None = None,
+) -> str:
+    """Fetch `branches`, merge them in order into the remote's `target_branch` (made from the
+    base branch the first time) and push it; return its new head. MergeConflict as for
+    `merge_branches`; a branch missing on the remote is a WorkspaceError."""
+    mirror = ensure_mirror(url, root)
+    place = Path(root).resolve() / REMOTE_WORKTREES_DIR / (
+        f"_merge-{_slug(target_branch)}-{os.getpid()}-{threading.get_ident()}"
+    )  # fmt: skip
+    with repository_lock(mirror):
+        wanted = [*([base_branch] if base_branch else []), target_branch, *branches]
+        default, fetched = fetch_heads(mirror, wanted)
+        base = base_branch or default
+        missing = [branch for branch in branches if branch not in fetched]
+        if missing:
+            raise WorkspaceError(f"branches missing on the remote: {', '.join(missing)}")
+        start = target_branch if target_branch in fetched else base
+        if start not in fetched:
+            raise WorkspaceError(f"the base branch {start!r} does not exist in the repository")
+        shutil.rmtree(place, ignore_errors=True)
+        git(mirror, "worktree", "add", "-q", "--detach", str(place), f"{REMOTE}/{start}")
+    try:
+        _merge_in(place, [f"{REMOTE}/{branch}" for branch in branches], target_branch)
+        head = git(place, "rev-parse", "HEAD").stdout.strip()
+        _remote_git(place, "push", "-q", REMOTE, f"HEAD:refs/heads/{target_branch}")
+    finally:
+        remove_remote_worktree(place)
+    logger.info("workspace_integrated target=%s branches=%d commit=%s",
+                target_branch, len(branches), head[:12])  # fmt: skip
+    return head

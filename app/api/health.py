@@ -16,6 +16,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import text
 
 from app.extensions import db
+from app.locks.connection import redis_from_url
 from app.logging_config import redact_text
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _check_database() -> str | None:
 
 def _check_redis() -> str | None:
     try:
-        client = redis.Redis.from_url(
+        client = redis_from_url(
             current_app.config["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1
         )
         client.ping()

@@ -70,8 +70,17 @@ class DriverJob:
     capacity: int = 1
     queued_at: datetime | None = None
     base_ref: str = "HEAD"
+    # A session that names a repository URL (and its base branch; None: the remote's HEAD)
+    # instead of a local workdir: the task works in a worktree of this host's mirror of it.
+    repository: str | None = None
+    repository_branch: str | None = None
     # Set when the claim also started the attempt, holding an agent slot with this token.
     started_token: int | None = None
+    # Whether a budget (the session's or the task's) covers the attempt, and the engine's
+    # meter of it (app/engine/budget.py): a driver reports running usage with
+    # `meter.usage(tokens, cost)`; a report that spends a budget sets the cancel event.
+    budgeted: bool = False
+    meter: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -14,6 +14,11 @@ The default (`DEFAULT_AGENT_ENDPOINT_ALLOW`) is the loopback interface on any po
 is where `make run` and the tests start their OpenCode servers. Hosts are compared as written
 (no DNS lookup): `http://2130706433/` is not `127.0.0.1`. Endpoints with credentials in the URL
 (`http://user:pass@host`) are refused everywhere: credentials belong in the agent's config.
+
+The endpoint `local` is not a URL: such an agent is a host-free profile served by the OpenCode
+server beside whichever worker runs its task, which the worker's WORKER_OPENCODE_URL names
+(`resolve`). That URL is the operator's, set per worker host (in compose and Kubernetes the
+server runs in the worker's network namespace: loopback), and is checked like any endpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from urllib.parse import urlsplit
 from flask import current_app, has_app_context
 
 SETTING = "AGENT_ENDPOINT_ALLOW"
+LOCAL = "local"  # the OpenCode server beside the worker that runs the task
+WORKER_SETTING = "WORKER_OPENCODE_URL"
 SCHEMES = ("http", "https")
 # The loopback interface, any port.
 DEFAULT_AGENT_ENDPOINT_ALLOW = "127.0.0.1,localhost,[::1]"
@@ -102,7 +109,7 @@ class EndpointPolicy:
 
     def problem(self, url: str | None) -> str | None:
         """Why the orchestrator must not call `url`, or None when it may."""
-        if not url:
+        if not url or url == LOCAL:
             return None
         try:
             parts, host, port = _split(url)
@@ -140,6 +147,19 @@ def configured_policy() -> EndpointPolicy:
 def refusal(url: str | None) -> str | None:
     """Why the configured policy refuses `url`, or None when it may be called."""
     return configured_policy().problem(url)
+
+
+def worker_server() -> str | None:
+    """The OpenCode server beside this worker (WORKER_OPENCODE_URL), or None."""
+    if has_app_context():
+        return current_app.config.get(WORKER_SETTING) or None
+    return os.environ.get(WORKER_SETTING) or None
+
+
+def resolve(endpoint: str | None) -> str | None:
+    """The server to call for an agent's endpoint: `local` is this worker's server (None when
+    the worker has none); any other endpoint is itself."""
+    return worker_server() if endpoint == LOCAL else endpoint
 
 
 def same_endpoint(first: str | None, second: str | None) -> bool:

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import app.drivers.endpoints as endpoints
@@ -68,8 +69,17 @@ class OpenCodeDriver:
     def run(self, job: DriverJob, cancel: threading.Event) -> DriverResult:
         """Run the job's prompt as one turn and report its reply, diff, tokens and events."""
         turn = Turn(time.monotonic())
-        endpoint = job.agent.endpoint
         ids = f"session_id={job.session_id} task_id={job.task_id} attempt={job.attempt}"
+        if job.agent.endpoint == endpoints.LOCAL:  # a host-free profile: this worker's server
+            if not endpoints.worker_server():
+                logger.warning("opencode_no_local_server %s", ids)
+                return turn.failure(
+                    "agent is served by the OpenCode server beside its worker (endpoint "
+                    f"'local'), and this worker has none ({endpoints.WORKER_SETTING} unset)",
+                    retryable=True,
+                )
+            job = replace(job, agent=replace(job.agent, endpoint=endpoints.worker_server()))
+        endpoint = job.agent.endpoint
         shown = _USERINFO.sub("//", endpoint or "")  # never log credentials
         if not endpoint:
             return turn.failure("agent has no OpenCode endpoint")
@@ -131,7 +141,7 @@ class OpenCodeDriver:
         """An OpenCodeClient for the agent's server, credentials and our directory."""
         config = agent.config or {}
         return OpenCodeClient(
-            agent.endpoint or "",
+            endpoints.resolve(agent.endpoint) or "",
             workdir,
             username=config.get("username"),
             password=config.get("password"),
@@ -187,6 +197,8 @@ class OpenCodeDriver:
             now = time.monotonic()
             if abort_reason is None and (cancel.is_set() or now >= deadline):
                 abort_reason = "cancelled" if cancel.is_set() else "timeout"
+                if cancel.is_set() and getattr(job.meter, "interrupted", None):
+                    abort_reason = "budget spent"
                 turn.note("abort", reason=abort_reason)
                 self._abort_quietly(client, turn)
                 abort_deadline = now + self.abort_grace
@@ -203,6 +215,9 @@ class OpenCodeDriver:
                 request = turn.apply(event)
                 if request is not None:
                     self._reject(client, turn, request, event.get("type", ""))
+                if turn.usage_changed and job.meter is not None:
+                    turn.usage_changed = False  # a spent budget sets `cancel`: abort next
+                    job.meter.usage(*turn.running_usage())
             elif turn.active and now - turn.last_event > self.quiet_status_check:
                 turn.last_event = now
                 self._idle_by_status(client, turn)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import redis
+from app.locks.connection import redis_from_url
 
 BROKER_QUEUES = ("agents", "control")
 PRIORITY_STEPS = range(10)
@@ -10,7 +10,7 @@ PRIORITY_STEPS = range(10)
 
 def broker_messages(broker_url: str) -> str:
     """Every message the broker holds (queued or delivered but unacknowledged), as one text."""
-    client = redis.Redis.from_url(broker_url, socket_timeout=5)
+    client = redis_from_url(broker_url, socket_timeout=5)
     try:
         keys = [
             queue if step == 0 else f"{queue}:{step}"

@@ -11,7 +11,9 @@ health check, a successful task or an operator); otherwise the next health check
 fresh heartbeat, decides. Operators reactivate directly with PATCH status=active or by turning
 maintenance off; both reset the streak.
 
-Endpoints must be allowed by AGENT_ENDPOINT_ALLOW (`app/drivers/endpoints.py`). A new endpoint
+Endpoints must be allowed by AGENT_ENDPOINT_ALLOW (`app/drivers/endpoints.py`), or be `local`:
+a host-free profile served by the OpenCode server beside whichever worker runs its task (the
+worker's WORKER_OPENCODE_URL; docs/deployment.md). A new endpoint
 drops the stored credentials (config username and password) unless the same change sets a new
 config, so a server an agent is pointed at never receives the password of the previous one.
 

@@ -47,6 +47,10 @@ def probe(driver: str, endpoint: str | None, config: dict, timeout: float = 5.0)
     None when it is. The reason is a fixed short text: nothing the server answered is copied."""
     if not endpoint:
         return "no endpoint configured"
+    if endpoint == endpoints.LOCAL:  # a host-free profile: probe this worker's server, if any
+        endpoint = endpoints.worker_server()
+        if endpoint is None:
+            return None  # nothing to probe here; its tasks' outcomes still count
     if endpoints.refusal(endpoint):
         return "endpoint not allowed by AGENT_ENDPOINT_ALLOW"
     client = OpenCodeClient(endpoint, username=config.get("username"),

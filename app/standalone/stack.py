@@ -186,8 +186,11 @@ class Stack:
         self.api_port = port_or_free(self.api_port)
         self.flower_port = port_or_free(self.flower_port)
         bin_dir = Path(sys.executable).parent
+        # One gevent web process serves a laptop's API, dashboard and streams (WEB_CONCURRENCY
+        # adds more); each more costs a Python process and its database pool.
+        web_workers = self.env.get("WEB_CONCURRENCY", "1")
         self._spawn("web", [str(bin_dir / "gunicorn"), "--worker-class", "gevent",
-                            "--workers", "2", "--bind", f"127.0.0.1:{self.api_port}",
+                            "--workers", web_workers, "--bind", f"127.0.0.1:{self.api_port}",
                             "wsgi:app"])  # fmt: skip
         celery = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
         self._spawn("worker", [*celery, "worker", "-Q", "control,agents", "-P", "threads",
