@@ -28,8 +28,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from app.extensions import db
-from models import Agent, BeatJobRun, Session, SessionTask
-from models.enums import AgentStatus, SessionStatus, TaskStatus
+from models import Agent, Approval, ApprovalKind, ApprovalStatus, BeatJobRun, Session, SessionTask
+from models.enums import SESSION_FINISHED, AgentStatus, SessionStatus, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ CELERY_RUNTIME = Histogram(
 )  # fmt: skip
 
 
+AGENT_SPEND = Counter(
+    "orchestrator_agent_spend_total",
+    "What agents spent as charged to budgets: tokens, cost_usd, agent_seconds.", ["agent", "kind"],
+)  # fmt: skip
+
+
 def _label(value: object) -> str:
     return str(value) if value not in (None, "") else "unknown"
 
@@ -113,6 +119,17 @@ def observe_task_finished(
             TOKENS.labels(agent, _label(kind)).inc(count)
     if cost:
         COST.labels(agent).inc(max(0.0, float(cost)))
+
+
+def observe_spend(
+    session_id: str, agent_name: str, tokens: int, cost: float, seconds: float
+) -> None:
+    """Spending charged to a session's budget figures, counted by agent (sessions are many:
+    their spend is a gauge read from PostgreSQL)."""
+    agent = _label(agent_name)
+    for kind, amount in (("tokens", tokens), ("cost_usd", cost), ("agent_seconds", seconds)):
+        if amount and amount > 0:
+            AGENT_SPEND.labels(agent, kind).inc(amount)
 
 
 def observe_fencing_rejection(reason: str) -> None:
@@ -161,6 +178,7 @@ class DatabaseCollector:
                     _by_status(session, Agent, AgentStatus, "orchestrator_agents",
                                "Agents by status."),
                     _last_success(session),
+                    *_approvals_and_spend(session),
                 ]  # fmt: skip
         except Exception as error:  # a scrape must answer even when PostgreSQL does not
             logger.warning("metrics database read failed error=%s", type(error).__name__)
@@ -191,6 +209,36 @@ def _last_success(session: DbSession):
     for job, finished_at in rows:
         family.add_metric([job], finished_at.timestamp())
     return family
+
+
+def _approvals_and_spend(session: DbSession):
+    """Pending approvals by kind, and what each unfinished session spent."""
+    pending = GaugeMetricFamily(
+        "orchestrator_approvals_pending",
+        "Approvals waiting for a decision, by kind.",
+        labels=["kind"],
+    )
+    counts = dict(session.execute(
+        select(Approval.kind, func.count())
+        .where(Approval.status == ApprovalStatus.PENDING).group_by(Approval.kind)
+    ).all())  # fmt: skip
+    for kind in ApprovalKind:
+        pending.add_metric([kind.value], counts.get(kind, 0))
+    spend = GaugeMetricFamily(
+        "orchestrator_session_spend",
+        "What unfinished sessions spent, by kind.",
+        labels=["session", "kind"],
+    )
+    rows = session.execute(
+        select(Session.id, Session.spent_tokens, Session.spent_cost_usd,
+               Session.spent_agent_seconds)
+        .where(Session.status.not_in(SESSION_FINISHED)).limit(1000)
+    )  # fmt: skip
+    for session_id, tokens, cost, seconds in rows:
+        spend.add_metric([session_id, "tokens"], tokens)
+        spend.add_metric([session_id, "cost_usd"], cost)
+        spend.add_metric([session_id, "agent_seconds"], seconds)
+    return pending, spend
 
 
 class _Forward:

@@ -1,6 +1,7 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
 from .agents import Agent
+from .approvals import Approval, ApprovalKind, ApprovalStatus
 from .base import Base
 from .contexts import Context, ContextVersion
 from .history import Checkpoint, SessionEvent
@@ -10,6 +11,9 @@ from .sessions import InvalidTransition, Session, SessionTask, TaskDependency
 
 __all__ = [
     "Agent",
+    "Approval",
+    "ApprovalKind",
+    "ApprovalStatus",
     "ApiToken",
     "Base",
     "BeatJobRun",

@@ -43,6 +43,8 @@ class TaskStatus(str, enum.Enum):
     IN_PROGRESS = "in_progress"
     BLOCKED = "blocked"
     PAUSED = "paused"
+    # A task with `requires_approval` whose dependencies are done waits for a person's decision.
+    AWAITING_APPROVAL = "awaiting_approval"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -130,13 +132,17 @@ SESSION_FINISHED = frozenset({S.COMPLETED, S.PARTIALLY_COMPLETED, S.FAILED, S.TI
                               S.STOPPED, S.CANCELLED})  # fmt: skip
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    T.PENDING: frozenset({T.READY, T.BLOCKED, T.PAUSED, T.CANCELLED, T.SKIPPED}),
+    T.PENDING: frozenset({T.READY, T.BLOCKED, T.PAUSED, T.CANCELLED, T.SKIPPED,
+                          T.AWAITING_APPROVAL}),
     T.READY: frozenset({T.ASSIGNED, T.IN_PROGRESS, T.BLOCKED, T.PAUSED, T.PENDING, T.CANCELLED,
                         T.SKIPPED}),
     T.ASSIGNED: frozenset({T.IN_PROGRESS, T.READY, T.PENDING, T.PAUSED, T.CANCELLED, T.FAILED}),
-    T.IN_PROGRESS: frozenset({T.COMPLETED, T.FAILED, T.READY, T.PENDING, T.CANCELLED}),
+    T.IN_PROGRESS: frozenset({T.COMPLETED, T.FAILED, T.READY, T.PENDING, T.CANCELLED,
+                              T.PAUSED}),  # paused: interrupted by a spent budget
     T.BLOCKED: frozenset({T.READY, T.PENDING, T.PAUSED, T.CANCELLED, T.SKIPPED}),
     T.PAUSED: frozenset({T.PENDING, T.READY, T.CANCELLED}),
+    T.AWAITING_APPROVAL: frozenset({T.PENDING, T.READY, T.PAUSED, T.FAILED, T.CANCELLED,
+                                    T.SKIPPED}),
     T.FAILED: frozenset({T.PENDING}),
     T.CANCELLED: frozenset({T.PENDING}),
     T.SKIPPED: frozenset({T.PENDING}),

@@ -4,6 +4,7 @@ from flask_smorest import Api
 
 from . import (
     agents,
+    approvals,
     contexts,
     health,
     maintenance,
@@ -28,3 +29,4 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(contexts.blp)
     api.register_blueprint(tokens.blp)
     api.register_blueprint(maintenance.blp)
+    api.register_blueprint(approvals.blp)

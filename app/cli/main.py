@@ -1,5 +1,5 @@
 """The `orchestrator` command: run the standalone stack; submit, watch, list, cancel and retry
-sessions; register agents; manage API tokens.
+sessions; register agents; manage API tokens; decide approvals.
 
 Exit codes: see `app.cli.client`.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from . import progress, tokens
+from . import approvals, progress, tokens
 from .client import (
     EXIT_FAILED,
     EXIT_OK,
@@ -211,4 +211,5 @@ def build_parser() -> argparse.ArgumentParser:
     register.set_defaults(handler=cmd_agents_register)
 
     tokens.add_commands(commands)
+    approvals.add_commands(commands)
     return parser

@@ -26,6 +26,9 @@ class Turn:
         self.last_event = started
         self.reconnects = 0
         self.retrying: str | None = None  # the model error OpenCode is retrying, until progress
+        # Usage of each finished model step (step-finish parts), for budgets: part id -> usage.
+        self.steps: dict[str, tuple[dict[str, int], float]] = {}
+        self.usage_changed = False
 
     def note(self, kind: str, **fields: Any) -> None:
         """Record a notable event with its time since the run started."""
@@ -63,9 +66,30 @@ class Turn:
             self.retrying = None
             if part.get("type") == "tool":
                 self._note_tool(part)
+            elif part.get("type") == "step-finish":
+                self._note_step(part)
         elif kind in ("permission.asked", "question.asked"):
             return props
         return None
+
+    def _note_step(self, part: dict[str, Any]) -> None:
+        tokens = part.get("tokens") or {}
+        counts = {name: int(tokens.get(name) or 0) for name in ("input", "output", "reasoning")}
+        counts["total"] = int(tokens.get("total") or sum(counts.values()))
+        step = (counts, float(part.get("cost") or 0.0))
+        if self.steps.get(part.get("id") or "") != step:
+            self.steps[part.get("id") or ""] = step
+            self.usage_changed = True
+
+    def running_usage(self) -> tuple[dict[str, int], float]:
+        """Tokens and cost of the turn's finished model steps so far (from the event stream)."""
+        totals = {"input": 0, "output": 0, "reasoning": 0, "total": 0}
+        cost = 0.0
+        for counts, step_cost in self.steps.values():
+            for name, value in counts.items():
+                totals[name] += value
+            cost += step_cost
+        return totals, cost
 
     def _note_tool(self, part: dict[str, Any]) -> None:
         state = part.get("state") or {}

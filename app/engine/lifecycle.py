@@ -12,10 +12,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from app.services import approvals
 from app.services.errors import NotFound, ValidationFailed
 from app.services.events import record_event
 from app.workspaces import branch_exists, branch_name
-from models import Checkpoint, InvalidTransition, Session, SessionTask
+from models import ApprovalKind, Checkpoint, InvalidTransition, Session, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_TRANSITIONS, SessionStatus, TaskStatus
 
@@ -75,6 +76,7 @@ def apply_action(db: DbSession, session_id: str, action: str) -> tuple[Session, 
         _set_tasks(db, session.id, transitions.PAUSE)
     elif action == "resume":
         session.transition_to(target)
+        session.pause_reason = None
         _set_tasks(db, session.id, transitions.RESUME)
     elif action == "retry":
         _reset_for_retry(db, session)
@@ -91,9 +93,26 @@ def _halt(db: DbSession, session: Session, target: SessionStatus) -> None:
     session.epoch += 1
     if target is S.CANCELLED:
         _set_tasks(db, session.id, transitions.CANCEL, finished_at=utcnow())
+        approvals.withdraw(db, session.id, "The session was cancelled.")
     else:
         _set_tasks(db, session.id, transitions.HALT)
     session.transition_to(target)
+
+
+def pause_for(db: DbSession, session_id: str, reason: str, figures: dict) -> bool:
+    """Pause an active session for `reason` (`budget`: a budget is spent) and open the
+    approval that resumes it; False if it was not active (already paused, say)."""
+    session = _lock(db, session_id)
+    if session.status not in ACTIONS["pause"][0]:
+        return False
+    session.transition_to(S.PAUSED)
+    session.pause_reason = reason
+    _set_tasks(db, session.id, transitions.PAUSE)
+    record_event(db, session.id, "session.pause", status=session.status.value, reason=reason,
+                 figures=figures)  # fmt: skip
+    approvals.open_approval(db, session.id, ApprovalKind(reason), figures=figures,
+                            policy=session.approval_policy)  # fmt: skip
+    return True
 
 
 def time_out(db: DbSession, session_id: str) -> bool:

@@ -19,6 +19,7 @@ from models import Agent, Checkpoint, SessionTask
 from models.base import utcnow
 from models.enums import SESSION_ACTIVE, TASK_FINISHED, SessionStatus, TaskStatus
 
+from . import budget
 from .dispatch import Dispatch, dispatch_ready
 from .locking import CLAIMED, LockedSession, fenced, lock_session
 
@@ -75,6 +76,8 @@ def record_outcome(
     sequence and the dispatch of successors, then the agent, held only until the commit.
     """
     outcome = outcome.storable()
+    if job.meter is not None or duration:  # not again for a retry's final failure
+        budget.charge_outcome(db, job, outcome, duration)  # the task row first, then session
     if not outcome.succeeded and outcome.retryable:
         return _schedule_retry(db, job, epoch, outcome, fence_token)
     status = TaskStatus.COMPLETED if outcome.succeeded else TaskStatus.FAILED

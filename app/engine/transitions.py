@@ -64,7 +64,9 @@ REQUEUE = _change("launch requeue", T.PENDING, T.READY, T.BLOCKED, T.ASSIGNED, T
 MARK_READY = _change("dispatch", T.READY, T.PENDING)
 SKIP = _change("skip unreachable", T.SKIPPED, T.PENDING, T.READY)
 RERUN_LOST_BRANCH = _change("re-run a completed task whose branch is gone", T.PENDING, T.COMPLETED)
+AWAIT_APPROVAL = _change("gate", T.AWAITING_APPROVAL, T.PENDING)
 
 BULK_CHANGES = (
     PAUSE, RESUME, CANCEL, HALT, RETRY, RESTORE, REQUEUE, MARK_READY, SKIP, RERUN_LOST_BRANCH,
+    AWAIT_APPROVAL,
 )  # fmt: skip

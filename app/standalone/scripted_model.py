@@ -17,7 +17,9 @@ script; one directive per line, run as successive model turns:
 Any other text is echoed. After the last tool directive the reply is a short final text.
 Streaming requests always get SSE (a plain JSON body makes OpenCode loop forever). Title
 requests (no tools, a "title generator" system prompt) get a short title. Usage figures are
-computed from text lengths. ``GET /_stats`` counts requests per script; ``POST /_control`` with
+computed from text lengths (prompt: every message of the request; OpenCode reports them per
+model step). ``GET /_stats`` counts requests per script and lists each reply's total tokens
+(``usage``); ``POST /_control`` with
 ``{"fail_next": N, "status": C, "retry_after_ms": M}`` fails the next N requests, and
 ``{"reset": true}`` clears counters. Stdlib only; run it with
 ``python -m app.standalone.scripted_model --port N``.
@@ -111,12 +113,18 @@ class ScriptedModelState:
         self.fail_next = 0
         self.fail_status = 500
         self.fail_retry_after_ms: int | None = None
+        self.usage: list[int] = []  # total tokens each reply reported, newest last (1000 kept)
 
     def count(self, script: str) -> None:
         """Count one request for `script`."""
         with self.lock:
             self.requests += 1
             self.stats[script] = self.stats.get(script, 0) + 1
+
+    def note_usage(self, total_tokens: int) -> None:
+        """Remember the total tokens one reply reported."""
+        with self.lock:
+            self.usage = [*self.usage[-999:], total_tokens]
 
     def tick(self, name: str) -> None:
         """Count a non-request happening, such as one chunk of a slow stream."""
@@ -138,6 +146,7 @@ class ScriptedModelState:
                 "requests": self.requests,
                 "by_script": dict(self.stats),
                 "fail_next": self.fail_next,
+                "usage": list(self.usage),
             }
 
     def control(self, body: dict[str, Any]) -> None:
@@ -147,6 +156,7 @@ class ScriptedModelState:
                 self.stats.clear()
                 self.requests = 0
                 self.fail_next = 0
+                self.usage = []
             if "fail_next" in body:
                 self.fail_next = int(body["fail_next"])
                 self.fail_status = int(body.get("status", 500))
@@ -264,6 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": _tokens(prompt_text)}
         usage["completion_tokens"] = _tokens(text * max(1, int(slow_seconds * 5)) + arguments)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        self.server.state.note_usage(usage["total_tokens"])
         finish = "tool_calls" if tool else "stop"
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text or None}
