@@ -66,16 +66,20 @@ class ApprovalItem(MethodView):
     @blp.alt_response(422, schema=ErrorResponseSchema, description="Budget not above spent.")
     def post(self, data, approval_id):
         """Approve or reject: a gate runs or fails its task, a budget resumes or cancels"""
-        from tasks.helpers import apply_dispatch
-
         principal = getattr(g, "principal", None)
-        decided_by = principal.name if principal is not None else "anonymous"
-        with db.session.begin():
-            decided = engine_approvals.decide(
-                db.session, approval_id, data["decision"], decided_by, data.get("comment"),
-                data.get("budget"),
-            )  # fmt: skip
-        apply_dispatch(decided.dispatch)
-        if decided.launch is not None:
-            enqueue_launch(decided.launch)
+        decide_and_dispatch(approval_id, data, principal.name if principal else "anonymous")
         return db.session.get(Approval, approval_id, populate_existing=True)
+
+
+def decide_and_dispatch(approval_id: str, data: dict, decided_by: str) -> None:
+    """Take a decision (a DecisionSchema's data) and send what it releases, after commit."""
+    from tasks.helpers import apply_dispatch
+
+    with db.session.begin():
+        decided = engine_approvals.decide(
+            db.session, approval_id, data["decision"], decided_by, data.get("comment"),
+            data.get("budget"),
+        )  # fmt: skip
+    apply_dispatch(decided.dispatch)
+    if decided.launch is not None:
+        enqueue_launch(decided.launch)

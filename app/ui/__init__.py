@@ -8,7 +8,7 @@ from flask import Flask
 
 def init_ui(app: Flask) -> None:
     """Serve the dashboard: its cookie settings, its views (they register on the blueprint)."""
-    from . import actions, pages, streams  # noqa: F401
+    from . import actions, approvals, pages, streams  # noqa: F401
     from .auth import configure_cookies
     from .blueprint import blp
 
